@@ -1,0 +1,1 @@
+"""fal-queue-mcp: the server process (settings, upstream client, jobs, MCP assembly, CLI, sandbox)."""

@@ -1,0 +1,37 @@
+"""Assembling the MCP server: settings + runtime lifespan + the tools."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp.server.mcpserver import MCPServer
+
+from server.runtime import Runtime, open_runtime
+from server.settings import Settings
+
+INSTRUCTIONS = (
+    "Generate videos and images with fal.ai models. submit_fal_job starts a job and returns a request_id at "
+    "once; video jobs take 1-5 minutes. Then call get_fal_result with the request_id until done is true "
+    "(get_fal_status shows queue position and logs). Results include media URLs to show the user."
+)
+
+
+def create_server(settings: Settings) -> MCPServer[Runtime]:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
+        async with open_runtime(settings) as runtime:
+            yield runtime
+
+    from tools import mcp_tools
+
+    server: MCPServer[Runtime] = MCPServer(
+        "fal-queue-mcp",
+        title="fal queue",
+        instructions=INSTRUCTIONS,
+        version="0.1.0",
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    mcp_tools.register(server)
+    return server

@@ -1,0 +1,113 @@
+"""Typed failures of the upstream, each carrying a sentence an assistant can act on.
+
+The message never contains the API key: it is built from status codes and upstream `detail` texts only,
+and `redact` is applied to every upstream text before it is quoted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class FalError(Exception):
+    """Base of every failure a tool reports as an `isError` result. `str(err)` is the user-facing sentence."""
+
+    kind = "error"
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class MissingKeyError(FalError):
+    kind = "missing_key"
+
+
+class InvalidRequestError(FalError):
+    """Refused locally: nothing was sent."""
+
+    kind = "invalid_request"
+
+
+class AuthError(FalError):
+    kind = "auth"
+
+
+class NotFoundError(FalError):
+    kind = "not_found"
+
+
+class UpstreamValidationError(FalError):
+    kind = "upstream_validation"
+
+
+class RateLimitedError(FalError):
+    kind = "rate_limited"
+
+    def __init__(self, message: str, *, status_code: int | None = 429, retry_after: float | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class UpstreamUnavailableError(FalError):
+    """5xx, timeouts and connection failures: worth trying again later."""
+
+    kind = "unavailable"
+
+
+class BadResponseError(FalError):
+    """The upstream answered something this server cannot read (HTML page, malformed JSON, a redirect)."""
+
+    kind = "bad_response"
+
+
+class SubmitOutcomeUnknownError(FalError):
+    """A submit may or may not have reached the upstream; it is never re-sent automatically."""
+
+    kind = "outcome_unknown"
+
+
+class JobFailedError(FalError):
+    """The job ran and failed, or was cancelled; carries the upstream's explanation."""
+
+    kind = "job_failed"
+
+    def __init__(self, message: str, *, status_code: int | None = None, error_type: str | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.error_type = error_type
+
+
+class CancelUnsupportedError(FalError):
+    kind = "cancel_unsupported"
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove every occurrence of the secret (and of each half of an id:secret pair) from `text`."""
+    if not secret:
+        return text
+    for part in {secret, *secret.split(":")}:
+        if len(part) >= 4:
+            text = text.replace(part, "[redacted]")
+    return text
+
+
+def describe_detail(detail: Any, limit: int = 600) -> str:
+    """Render an upstream `detail` (a string, a 422 list of {loc,msg}, or anything) as one short line."""
+    if isinstance(detail, str):
+        text = detail
+    elif isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = item.get("loc") or []
+                field = ".".join(str(p) for p in loc if p not in ("body",)) or "input"
+                parts.append(f"{field}: {item.get('msg', item)}")
+            else:
+                parts.append(str(item))
+        text = "; ".join(parts)
+    else:
+        text = json.dumps(detail, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

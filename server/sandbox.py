@@ -1,0 +1,327 @@
+"""A local upstream that speaks fal's queue protocol, for the demo and the tests (no key, no network).
+
+A real HTTP server on 127.0.0.1 (ephemeral port) in a background thread. Jobs move IN_QUEUE -> IN_PROGRESS
+(with log lines) -> COMPLETED over configurable times; submits are validated with the same catalog classes
+the MCP tools use, so a bad input gets fal's 422. Every request is recorded for tests to inspect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import uvicorn
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server import media_files
+from server.ids import app_id
+from tools.catalog import CatalogEntry, lookup
+from tools.examples import example_output
+
+Flavor = Literal["fal", "uniapi"]
+FAIL_MARKER = "[sandbox:fail]"
+
+
+@dataclass
+class SandboxConfig:
+    key: str = field(default_factory=lambda: "sandbox-" + secrets.token_hex(8))
+    queue_seconds: float = 1.0
+    run_seconds: float = 3.0
+    log_lines: int = 4
+    flavor: Flavor = "fal"
+    retention_seconds: float = 3600.0
+
+
+@dataclass
+class SeenRequest:
+    method: str
+    path: str
+    query: str
+    host: str
+    authorization: str | None
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class SandboxJob:
+    request_id: str
+    endpoint_id: str
+    body: dict[str, Any]
+    submitted_at: float
+    queue_position: int
+    fail_with: str | None = None
+    cancelled: bool = False
+    completed_at: float | None = None
+
+
+class Sandbox:
+    """Start with `with Sandbox() as sandbox:` (or start()/stop()); `sandbox.base_url` is the upstream."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.jobs: dict[str, SandboxJob] = {}
+        self.requests: list[SeenRequest] = []
+        self.fail_next: list[str] = []  # error messages for the next submitted jobs to fail with
+        self.base_url = ""
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = self._buildapp_id()
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> str:
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fal-sandbox", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the sandbox upstream did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- inspection helpers for tests -----------------------------------------------------------
+
+    def seen(self, method: str | None = None) -> list[SeenRequest]:
+        with self._lock:
+            return [r for r in self.requests if method is None or r.method == method]
+
+    def expire(self, request_id: str) -> None:
+        """Forget a job, as fal does once its retention has passed."""
+        with self._lock:
+            self.jobs.pop(request_id, None)
+
+    def finish_now(self, request_id: str) -> None:
+        with self._lock:
+            job = self.jobs[request_id]
+            job.submitted_at -= self.config.queue_seconds + self.config.run_seconds
+
+    # ---- job model ------------------------------------------------------------------------------
+
+    def _phase(self, job: SandboxJob, now: float) -> tuple[str, float]:
+        elapsed = now - job.submitted_at
+        if job.cancelled or elapsed >= self.config.queue_seconds + self.config.run_seconds:
+            if job.completed_at is None:
+                job.completed_at = now
+            return "COMPLETED", elapsed
+        if elapsed < self.config.queue_seconds:
+            return "IN_QUEUE", elapsed
+        return "IN_PROGRESS", elapsed
+
+    def _logs(self, job: SandboxJob, elapsed: float) -> list[dict[str, Any]]:
+        running = max(0.0, elapsed - self.config.queue_seconds)
+        count = self.config.log_lines
+        step = self.config.run_seconds / max(count, 1)
+        shown = min(count, int(running / step) + 1) if running > 0 else 0
+        return [
+            {
+                "message": f"Generating: step {i + 1} of {count}",
+                "level": "INFO",
+                "source": "user",
+                "timestamp": _iso(job.submitted_at + self.config.queue_seconds + i * step),
+            }
+            for i in range(shown)
+        ]
+
+    def _status_body(self, job: SandboxJob, now: float) -> tuple[int, dict[str, Any]]:
+        phase, elapsed = self._phase(job, now)
+        body: dict[str, Any] = {"status": phase, "request_id": job.request_id}
+        base = self._advertised_base()
+        body["response_url"] = f"{base}/{app_id(job.endpoint_id)}/requests/{job.request_id}"
+        body["status_url"] = body["response_url"] + "/status"
+        if phase == "IN_QUEUE":
+            body["queue_position"] = job.queue_position
+            body["logs"] = None
+            return (200 if self.config.flavor == "uniapi" else 202), body
+        body["logs"] = self._logs(job, elapsed)
+        if phase == "IN_PROGRESS":
+            return (200 if self.config.flavor == "uniapi" else 202), body
+        body["metrics"] = {"inference_time": self.config.run_seconds}
+        error = "Request was cancelled" if job.cancelled else job.fail_with
+        if error:
+            body["error"] = error
+            body["error_type"] = "cancelled" if job.cancelled else "runner_error"
+        return 200, body
+
+    def _advertised_base(self) -> str:
+        # UniAPI hands back queue.fal.run URLs that a UniAPI token cannot use; clients must not follow them.
+        return "https://queue.fal.run" if self.config.flavor == "uniapi" else self.base_url
+
+    # ---- HTTP -----------------------------------------------------------------------------------
+
+    def _buildapp_id(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/files/{request_id}/{name}", self._file, methods=["GET"]),
+                Route("/{path:path}/requests/{request_id}/status", self._status, methods=["GET"]),
+                Route("/{path:path}/requests/{request_id}/cancel", self._cancel, methods=["PUT"]),
+                Route("/{path:path}/requests/{request_id}", self._result, methods=["GET"]),
+                Route("/{path:path}", self._submit, methods=["POST"]),
+            ]
+        )
+
+    async def _record(self, request: Request) -> None:
+        body = await request.body()
+        with self._lock:
+            self.requests.append(
+                SeenRequest(
+                    method=request.method,
+                    path=request.url.path,
+                    query=request.url.query,
+                    host=request.headers.get("host", ""),
+                    authorization=request.headers.get("authorization"),
+                    body=body,
+                )
+            )
+
+    def _authorized(self, request: Request) -> bool:
+        return request.headers.get("authorization") == f"Key {self.config.key}"
+
+    async def _submit(self, request: Request) -> Response:
+        await self._record(request)
+        if not self._authorized(request):
+            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        endpoint_id = request.path_params["path"]
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse({"detail": "Body is not JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"detail": "Body must be a JSON object"}, status_code=422)
+        entry = lookup(endpoint_id)
+        if entry is not None:
+            try:
+                entry.params.model_validate(body)
+            except ValidationError as exc:
+                detail = [
+                    {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in exc.errors()
+                ]
+                return JSONResponse({"detail": detail}, status_code=422)
+        request_id = str(uuid.uuid4())
+        prompt = body.get("prompt")
+        with self._lock:
+            fail = self.fail_next.pop(0) if self.fail_next else None
+            if fail is None and isinstance(prompt, str) and FAIL_MARKER in prompt:
+                fail = "The model failed to generate this clip (sandbox failure requested)"
+            waiting = sum(1 for j in self.jobs.values() if j.completed_at is None)
+            job = SandboxJob(request_id, endpoint_id, body, time.monotonic(), queue_position=waiting, fail_with=fail)
+            self.jobs[request_id] = job
+        answer: dict[str, Any] = {
+            "status": "IN_QUEUE",
+            "request_id": request_id,
+            "queue_position": job.queue_position,
+            "response_url": f"{self._advertised_base()}/{app_id(endpoint_id)}/requests/{request_id}",
+            "status_url": f"{self._advertised_base()}/{app_id(endpoint_id)}/requests/{request_id}/status",
+            "logs": None,
+            "metrics": {},
+        }
+        if self.config.flavor == "fal":
+            answer["cancel_url"] = answer["response_url"] + "/cancel"
+        return JSONResponse(answer)
+
+    def _find(self, request: Request) -> SandboxJob | None:
+        job = self.jobs.get(request.path_params["request_id"])
+        if job is None or app_id(job.endpoint_id) != request.path_params["path"]:
+            return None
+        if job.completed_at is not None and time.monotonic() - job.completed_at > self.config.retention_seconds:
+            return None
+        return job
+
+    async def _status(self, request: Request) -> Response:
+        await self._record(request)
+        if not self._authorized(request):
+            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        with self._lock:
+            job = self._find(request)
+            if job is None:
+                return JSONResponse({"detail": "Request not found"}, status_code=404)
+            code, body = self._status_body(job, time.monotonic())
+        if request.query_params.get("logs") != "1":
+            body.pop("logs", None)
+        return JSONResponse(body, status_code=code)
+
+    async def _result(self, request: Request) -> Response:
+        await self._record(request)
+        if not self._authorized(request):
+            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        with self._lock:
+            job = self._find(request)
+            if job is None:
+                return JSONResponse({"detail": "Request not found"}, status_code=404)
+            phase, _ = self._phase(job, time.monotonic())
+        if phase != "COMPLETED":
+            return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
+        if job.cancelled:
+            return JSONResponse({"detail": "Request was cancelled", "error_type": "cancelled"}, status_code=400,
+                                headers={"X-Fal-Error-Type": "cancelled"})
+        if job.fail_with:
+            return JSONResponse({"detail": job.fail_with, "error_type": "runner_error"}, status_code=500,
+                                headers={"X-Fal-Error-Type": "runner_error"})
+        return JSONResponse(self._output(job))
+
+    async def _cancel(self, request: Request) -> Response:
+        await self._record(request)
+        if self.config.flavor == "uniapi":
+            return JSONResponse({"detail": "Method Not Allowed"}, status_code=405)
+        if not self._authorized(request):
+            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        with self._lock:
+            job = self._find(request)
+            if job is None:
+                return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
+            phase, _ = self._phase(job, time.monotonic())
+            if phase == "COMPLETED":
+                return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+            job.cancelled = True
+        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
+
+    async def _file(self, request: Request) -> Response:
+        await self._record(request)
+        name = request.path_params["name"]
+        content, content_type = media_files.sample_for(name)
+        await asyncio.sleep(0)
+        return Response(content, media_type=content_type)
+
+    def _output(self, job: SandboxJob) -> dict[str, Any]:
+        entry: CatalogEntry | None = lookup(job.endpoint_id)
+        is_image = entry is not None and entry.task.endswith("image")
+        name = f"output.{'png' if is_image else 'mp4'}"
+        media_url = f"{self.base_url}/files/{job.request_id}/{name}"
+        content_type = "image/png" if is_image else "video/mp4"
+        if entry is None:
+            return {"video": {"url": media_url, "content_type": content_type, "file_name": name}}
+        return example_output(entry.output, media_url, content_type)
+
+
+def _iso(monotonic_stamp: float) -> str:
+    wall = time.time() - (time.monotonic() - monotonic_stamp)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int((wall % 1) * 1e6):06d}"

@@ -1,0 +1,148 @@
+"""Settings, read once from the environment and validated.
+
+Every limit the server applies is a field here, with its environment variable named in `ENV_NAMES`.
+A bad value is a `SettingsError` that names the variable, raised at start-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+Provider = Literal["uniapi", "fal"]
+
+PROVIDER_BASE_URLS: dict[Provider, str] = {
+    "uniapi": "https://api.uniapi.io",
+    "fal": "https://queue.fal.run",
+}
+
+# Field name -> environment variable. One place, so errors and the README name the same variable.
+ENV_NAMES: dict[str, str] = {
+    "provider": "FAL_MCP_PROVIDER",
+    "base_url": "FAL_MCP_BASE_URL",
+    "uniapi_key": "UNIAPI_KEY",
+    "fal_key": "FAL_KEY",
+    "fal_key_id": "FAL_KEY_ID",
+    "fal_key_secret": "FAL_KEY_SECRET",
+    "state_dir": "FAL_MCP_STATE_DIR",
+    "submit_timeout": "FAL_MCP_SUBMIT_TIMEOUT",
+    "request_timeout": "FAL_MCP_REQUEST_TIMEOUT",
+    "connect_timeout": "FAL_MCP_CONNECT_TIMEOUT",
+    "retry_deadline": "FAL_MCP_RETRY_DEADLINE",
+    "max_connections": "FAL_MCP_MAX_CONNECTIONS",
+    "max_log_lines": "FAL_MCP_MAX_LOG_LINES",
+    "max_response_bytes": "FAL_MCP_MAX_RESPONSE_BYTES",
+    "log_level": "FAL_MCP_LOG_LEVEL",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "fal-queue-mcp"
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: Provider
+    base_url: str
+    uniapi_key: SecretStr | None = None
+    fal_key: SecretStr | None = None
+    fal_key_id: SecretStr | None = None
+    fal_key_secret: SecretStr | None = None
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    submit_timeout: float = Field(60.0, gt=0, le=600, description="seconds to wait for a submit's answer")
+    request_timeout: float = Field(20.0, gt=0, le=600, description="seconds to wait for one status/result answer")
+    connect_timeout: float = Field(10.0, gt=0, le=120, description="seconds to open a connection")
+    retry_deadline: float = Field(30.0, ge=0, le=600, description="total seconds a GET may spend on retries")
+    max_connections: int = Field(20, ge=1, le=1000, description="upstream connection pool size")
+    max_log_lines: int = Field(20, ge=0, le=1000, description="log lines returned by get_fal_status")
+    max_response_bytes: int = Field(8_000_000, ge=1024, description="largest upstream answer read")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL such as https://api.uniapi.io, got {value!r}")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("plain http is allowed only for loopback hosts (127.0.0.1, localhost); use https")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must not carry a query, fragment or credentials")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_fal_key_pair(self) -> Settings:
+        if (self.fal_key_id is None) != (self.fal_key_secret is None):
+            raise ValueError("FAL_KEY_ID and FAL_KEY_SECRET must be set together")
+        return self
+
+    @property
+    def key_variable(self) -> str:
+        """The variable a user sets to give this provider a key."""
+        return "UNIAPI_KEY" if self.provider == "uniapi" else "FAL_KEY"
+
+    def api_key(self) -> str | None:
+        """The key for the configured provider, or None when none is set."""
+        if self.provider == "uniapi":
+            return self.uniapi_key.get_secret_value() if self.uniapi_key else None
+        if self.fal_key is not None:
+            return self.fal_key.get_secret_value()
+        if self.fal_key_id is not None and self.fal_key_secret is not None:
+            return f"{self.fal_key_id.get_secret_value()}:{self.fal_key_secret.get_secret_value()}"
+        return None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read the settings from `environ` (default: the process environment); empty values count as unset."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for field, var in ENV_NAMES.items():
+            value = env.get(var, "").strip()
+            if value:
+                raw[field] = value
+        raw.setdefault("provider", _default_provider(raw))
+        provider = raw["provider"]
+        if "base_url" not in raw and provider in PROVIDER_BASE_URLS:
+            raw["base_url"] = PROVIDER_BASE_URLS[provider]  # type: ignore[index]
+        raw.update(overrides)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+
+def _default_provider(raw: Mapping[str, object]) -> str:
+    if "uniapi_key" in raw:
+        return "uniapi"
+    if "fal_key" in raw or "fal_key_id" in raw:
+        return "fal"
+    return "uniapi"
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        var = ENV_NAMES.get(field, "configuration")
+        lines.append(f"{var}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(lines)

@@ -1,0 +1,504 @@
+"""The fal queue client: submit, status, result and cancel against the configured base URL.
+
+Protocol-free (no MCP here). URLs are always built from the configured base plus validated ids; URLs the
+upstream hands back (`status_url`, `response_url`) are never fetched. GETs are retried within a deadline;
+a POST is re-sent only when the connection was never made, so a user is never billed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+
+from server import ids
+from server.errors import (
+    AuthError,
+    BadResponseError,
+    CancelUnsupportedError,
+    FalError,
+    JobFailedError,
+    MissingKeyError,
+    NotFoundError,
+    RateLimitedError,
+    SubmitOutcomeUnknownError,
+    UpstreamUnavailableError,
+    UpstreamValidationError,
+    describe_detail,
+    redact,
+)
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUED_WORDS = frozenset({"IN_QUEUE", "QUEUED", "PENDING", "SUBMITTED"})
+RUNNING_WORDS = frozenset({"IN_PROGRESS", "PROCESSING", "RUNNING"})
+DONE_WORDS = frozenset({"COMPLETED", "SUCCESS", "SUCCEEDED", "SUCCEED"})
+RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
+BACKOFF_BASE_SECONDS = 0.25
+BACKOFF_CAP_SECONDS = 8.0
+
+State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+
+
+@dataclass(frozen=True)
+class LogLine:
+    message: str
+    timestamp: str | None = None
+    level: str | None = None
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        return (self.timestamp, self.message)
+
+
+@dataclass(frozen=True)
+class SubmitReceipt:
+    request_id: str
+    endpoint_id: str
+    status: str
+    queue_position: int | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """One status answer. `state` is normalised; `failed` marks a job that completed with an error."""
+
+    state: State
+    raw_status: str
+    queue_position: int | None = None
+    logs: tuple[LogLine, ...] = ()
+    error: str | None = None
+    error_type: str | None = None
+    inference_time: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class ResultReport:
+    """The result call's answer: the model's output when done, else `output` is None and still running."""
+
+    output: dict[str, Any] | None
+    still_running: bool = False
+
+
+CancelOutcome = Literal["requested", "already_completed", "not_found"]
+
+
+@dataclass
+class UpstreamStats:
+    """Counts kept for benchmarks and tests: how many requests of each kind went out."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+
+    def count(self, kind: str) -> None:
+        self.requests[kind] = self.requests.get(kind, 0) + 1
+
+
+def create_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The one pooled client for the server's lifetime: explicit timeouts, no redirects, no env proxies."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
+        limits=httpx.Limits(
+            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+        ),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": "fal-queue-mcp/0.1", "Accept": "application/json"},
+    )
+
+
+class FalQueueClient:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._http = http
+        self._base = settings.base_url
+        self._base_netloc = urlsplit(settings.base_url).netloc
+        self.stats = UpstreamStats()
+
+    # ---- the four calls -------------------------------------------------------------------------
+
+    async def submit(self, endpoint_id: str, body: dict[str, Any]) -> SubmitReceipt:
+        url = self._url(endpoint_id)
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        response = await self._send_submit(url, payload)
+        data = self._json_or_raise(response, action="submit")
+        request_id = data.get("request_id")
+        if not isinstance(request_id, str):
+            raise SubmitOutcomeUnknownError(
+                "The upstream accepted the submit but its answer has no request_id, so the job cannot be tracked. "
+                "Check your provider's dashboard before resubmitting: a job may be running and billed."
+            )
+        try:
+            ids.validate_request_id(request_id)
+        except ids.InvalidIdError:
+            raise BadResponseError(
+                "The upstream answered the submit with a malformed request_id; check your provider's dashboard "
+                "before resubmitting."
+            ) from None
+        return SubmitReceipt(
+            request_id=request_id,
+            endpoint_id=endpoint_id,
+            status=str(data.get("status") or "IN_QUEUE"),
+            queue_position=_int_or_none(data.get("queue_position")),
+        )
+
+    async def status(self, endpoint_id: str, request_id: str, *, with_logs: bool = True) -> StatusReport:
+        path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/status"
+        params = {"logs": "1"} if with_logs else None
+        response = await self._get(path, params=params, kind="status")
+        return parse_status(self._json_or_raise(response, action="status"))
+
+    async def result(self, endpoint_id: str, request_id: str) -> ResultReport:
+        path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}"
+        response = await self._get(path, kind="result")
+        if response.status_code == 400 and _is_in_progress(response):
+            return ResultReport(output=None, still_running=True)
+        if response.status_code == 422:
+            raise JobFailedError(
+                "The job failed: the model rejected its input (" + self._detail(response) + "). "
+                "Fix those fields and submit a new job.",
+                status_code=422,
+            )
+        error_type = response.headers.get("x-fal-error-type")
+        if response.status_code >= 400 and (error_type or _body_error_type(response)):
+            raise JobFailedError(
+                f"The job failed ({error_type or _body_error_type(response)}): {self._detail(response)}",
+                status_code=response.status_code,
+                error_type=error_type or _body_error_type(response),
+            )
+        data = self._json_or_raise(response, action="result")
+        word = str(data.get("status", "")).upper() if set(data) <= _STATUS_KEYS else ""
+        if word in QUEUED_WORDS | RUNNING_WORDS:
+            return ResultReport(output=None, still_running=True)
+        if word and word not in DONE_WORDS:
+            raise JobFailedError(f"The job failed: the upstream reports status {word}. {_error_text(data)}".strip())
+        return ResultReport(output=data)
+
+    async def cancel(self, endpoint_id: str, request_id: str) -> CancelOutcome:
+        path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/cancel"
+        url = self._url(path)
+        self.stats.count("cancel")
+        try:
+            response = await self._http.put(url, headers=self._headers())
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailableError(f"Could not reach the upstream to cancel ({type(exc).__name__}).") from None
+        body = _safe_json(response)
+        word = str(body.get("status", "")).upper() if isinstance(body, dict) else ""
+        if response.status_code in (200, 202) or word == "CANCELLATION_REQUESTED":
+            return "requested"
+        if word == "ALREADY_COMPLETED":
+            return "already_completed"
+        if response.status_code == 404 and word == "NOT_FOUND":
+            return "not_found"
+        if response.status_code in (404, 405, 501):
+            raise CancelUnsupportedError(
+                f"This provider ({self._settings.provider}) does not support cancelling jobs "
+                f"(HTTP {response.status_code} on the cancel route). The job keeps running and will be billed; "
+                "its result can still be fetched with get_fal_result.",
+                status_code=response.status_code,
+            )
+        self._raise_for_status(response, action="cancel")
+        raise BadResponseError(f"Unexpected answer to cancel: HTTP {response.status_code}.")
+
+    # ---- transport ------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        url = f"{self._base}/{path}"
+        # Defence in depth: ids are validated, but the key must never go anywhere but the base host.
+        if urlsplit(url).netloc != self._base_netloc:
+            raise FalError("refusing to build a URL outside the configured base host")
+        return url
+
+    def _headers(self) -> dict[str, str]:
+        key = self._settings.api_key()
+        if not key:
+            raise MissingKeyError(
+                f"No API key is configured for provider '{self._settings.provider}': set {self._settings.key_variable} "
+                "in the server's environment (for Claude Desktop, in the 'env' block of claude_desktop_config.json), "
+                "then restart the server."
+            )
+        return {"Authorization": f"Key {key}", "Content-Type": "application/json"}
+
+    async def _send_submit(self, url: str, payload: bytes) -> httpx.Response:
+        headers = self._headers()
+        timeout = httpx.Timeout(self._settings.submit_timeout, connect=self._settings.connect_timeout)
+        deadline = time.monotonic() + self._settings.retry_deadline
+        attempt = 0
+        while True:
+            self.stats.count("submit")
+            try:
+                return await self._read_capped(
+                    self._http.build_request("POST", url, content=payload, headers=headers, timeout=timeout)
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # The connection was never made, so nothing reached the upstream: safe to send again.
+                delay = _backoff(attempt)
+                attempt += 1
+                if time.monotonic() + delay > deadline:
+                    raise UpstreamUnavailableError(
+                        f"Could not connect to the upstream at {self._base_netloc} ({type(exc).__name__}); "
+                        "nothing was submitted. Check your network or FAL_MCP_BASE_URL and try again."
+                    ) from None
+                await anyio.sleep(delay)
+            except (httpx.TransportError, _BodyTooLarge) as exc:
+                raise SubmitOutcomeUnknownError(
+                    f"The submit was sent but no usable answer came back ({type(exc).__name__}); the job may or may "
+                    "not be running and billed. Do not resubmit blindly: check your provider's dashboard or "
+                    "list_fal_jobs first."
+                ) from None
+
+    async def _get(self, path: str, *, kind: str, params: dict[str, str] | None = None) -> httpx.Response:
+        """GET with retries on transport errors, 408/429/502/503/504, honouring Retry-After, within a deadline."""
+        url = self._url(path)
+        headers = self._headers()
+        deadline = time.monotonic() + self._settings.retry_deadline
+        attempt = 0
+        while True:
+            self.stats.count(kind)
+            problem: FalError
+            retry_after: float | None = None
+            try:
+                response = await self._read_capped(self._http.build_request("GET", url, params=params, headers=headers))
+            except httpx.TimeoutException:
+                problem = UpstreamUnavailableError(
+                    f"The upstream did not answer the {kind} request in time; try again in a minute."
+                )
+            except (httpx.TransportError, _BodyTooLarge) as exc:
+                problem = UpstreamUnavailableError(
+                    f"Could not read the upstream's answer to the {kind} request ({type(exc).__name__}); "
+                    "try again in a minute."
+                )
+            else:
+                if response.status_code not in RETRYABLE_STATUS:
+                    return response
+                retry_after = _retry_after(response)
+                if response.status_code == 429:
+                    problem = RateLimitedError(_rate_limit_text(retry_after), retry_after=retry_after)
+                else:
+                    problem = UpstreamUnavailableError(
+                        f"The upstream is unavailable (HTTP {response.status_code}); try again in a minute.",
+                        status_code=response.status_code,
+                    )
+            delay = retry_after if retry_after is not None else _backoff(attempt)
+            attempt += 1
+            if time.monotonic() + delay > deadline:
+                raise problem
+            await anyio.sleep(delay)
+
+    async def _read_capped(self, request: httpx.Request) -> httpx.Response:
+        """Send and read the body, refusing answers larger than the configured limit."""
+        response = await self._http.send(request, stream=True)
+        try:
+            limit = self._settings.max_response_bytes
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > limit:
+                    raise _BodyTooLarge
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            content=b"".join(chunks),
+            request=request,
+        )
+
+    # ---- answers --------------------------------------------------------------------------------
+
+    def _detail(self, response: httpx.Response) -> str:
+        body = _safe_json(response)
+        detail: Any = body.get("detail", body) if isinstance(body, dict) else body
+        if detail is None:
+            detail = f"HTTP {response.status_code}"
+        return redact(describe_detail(detail), self._settings.api_key())
+
+    def _json_or_raise(self, response: httpx.Response, *, action: str) -> dict[str, Any]:
+        self._raise_for_status(response, action=action)
+        body = _safe_json(response)
+        if not isinstance(body, dict):
+            raise BadResponseError(
+                f"The upstream's answer to {action} was not a JSON object "
+                f"({_describe_body(response)}); the provider may be having trouble, try again later."
+            )
+        return body
+
+    def _raise_for_status(self, response: httpx.Response, *, action: str) -> None:
+        code = response.status_code
+        if 200 <= code < 300:
+            return
+        if 300 <= code < 400:
+            raise BadResponseError(
+                f"The upstream answered {action} with a redirect (HTTP {code}), which this server does not follow "
+                "(the API key must not travel to another host). Check FAL_MCP_BASE_URL."
+            )
+        if code in (401, 403):
+            raise AuthError(
+                f"The upstream rejected the API key (HTTP {code}): check {self._settings.key_variable} "
+                f"for provider '{self._settings.provider}'.",
+                status_code=code,
+            )
+        if code == 404:
+            raise NotFoundError(
+                "The upstream does not know this request id (HTTP 404): check the id and the model it was "
+                "submitted to, or whether the provider has already discarded it.",
+                status_code=404,
+            )
+        if code == 422:
+            raise UpstreamValidationError(
+                f"The upstream rejected the input (HTTP 422): {self._detail(response)}. Fix those fields and retry.",
+                status_code=422,
+            )
+        if code == 429:
+            retry_after = _retry_after(response)
+            raise RateLimitedError(_rate_limit_text(retry_after), retry_after=retry_after)
+        if action == "submit" and code >= 500:
+            raise SubmitOutcomeUnknownError(
+                f"The upstream answered the submit with HTTP {code}; a job may or may not have been started and "
+                "billed. Check your provider's dashboard or list_fal_jobs before resubmitting.",
+                status_code=code,
+            )
+        if code >= 500:
+            raise UpstreamUnavailableError(
+                f"The upstream failed on {action} (HTTP {code}): {self._detail(response)}. Try again in a minute.",
+                status_code=code,
+            )
+        raise BadResponseError(f"The upstream refused {action} (HTTP {code}): {self._detail(response)}", status_code=code)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+_STATUS_KEYS = frozenset(
+    {"status", "request_id", "queue_position", "logs", "metrics", "response_url", "status_url", "cancel_url", "error",
+     "error_type", "detail", "message"}
+)
+
+
+def parse_status(data: dict[str, Any]) -> StatusReport:
+    """Normalise a status answer, tolerating UniAPI's words (`FAILURE`) and unknown ones (read as failed)."""
+    word = str(data.get("status") or "").upper()
+    logs = tuple(_parse_logs(data.get("logs")))
+    position = _int_or_none(data.get("queue_position"))
+    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+    inference = metrics.get("inference_time") if isinstance(metrics, dict) else None
+    inference_time = float(inference) if isinstance(inference, int | float) else None
+    if word in QUEUED_WORDS:
+        return StatusReport("IN_QUEUE", word, queue_position=position, logs=logs)
+    if word in RUNNING_WORDS:
+        return StatusReport("IN_PROGRESS", word, logs=logs)
+    error = data.get("error")
+    error_type = data.get("error_type")
+    if word in DONE_WORDS:
+        return StatusReport(
+            "COMPLETED",
+            word,
+            logs=logs,
+            error=describe_detail(error) if error else None,
+            error_type=str(error_type) if error_type else None,
+            inference_time=inference_time,
+        )
+    shown = word or "(none)"
+    return StatusReport(
+        "COMPLETED",
+        word,
+        logs=logs,
+        error=(describe_detail(error) if error else f"the upstream reports status {shown}"),
+        error_type=str(error_type) if error_type else None,
+    )
+
+
+def _parse_logs(raw: Any) -> list[LogLine]:
+    if not isinstance(raw, list):
+        return []
+    seen: set[tuple[str | None, str]] = set()
+    lines = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("message"), str):
+            continue
+        line = LogLine(
+            message=item["message"],
+            timestamp=str(item["timestamp"]) if item.get("timestamp") is not None else None,
+            level=str(item["level"]) if item.get("level") is not None else None,
+        )
+        if line.key not in seen:
+            seen.add(line.key)
+            lines.append(line)
+    return lines
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _safe_json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _describe_body(response: httpx.Response) -> str:
+    content_type = response.headers.get("content-type", "unknown type")
+    if "html" in content_type or response.content.lstrip()[:1] == b"<":
+        return f"an HTML page, HTTP {response.status_code}"
+    return f"{content_type}, HTTP {response.status_code}, {len(response.content)} bytes"
+
+
+def _is_in_progress(response: httpx.Response) -> bool:
+    body = _safe_json(response)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return isinstance(detail, str) and "in progress" in detail.lower()
+
+
+def _body_error_type(response: httpx.Response) -> str | None:
+    body = _safe_json(response)
+    value = body.get("error_type") if isinstance(body, dict) else None
+    return str(value) if value else None
+
+
+def _error_text(data: dict[str, Any]) -> str:
+    for key in ("error", "detail", "message"):
+        if data.get(key):
+            return describe_detail(data[key])
+    return ""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _rate_limit_text(retry_after: float | None) -> str:
+    when = f"after {retry_after:.0f} s" if retry_after is not None else "in a minute"
+    return f"The upstream is rate limiting requests (HTTP 429); try again {when}."
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2**attempt))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography

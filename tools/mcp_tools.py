@@ -1,0 +1,124 @@
+"""The MCP face of the tools: names, titles, descriptions, annotations, and results.
+
+Thin on purpose: each tool resolves the runtime, calls `tools.operations`, and turns the answer into a
+`CallToolResult` (structured content, a JSON text block, resource links) or a failure into an `isError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from server.errors import FalError, redact
+from server.ids import InvalidIdError
+from server.runtime import Runtime
+from tools import operations
+from tools.answers import ResultAnswer, StatusAnswer, SubmitAnswer
+from tools.validation import InputInvalidError
+
+log = logging.getLogger(__name__)
+
+RequestId = Annotated[str, Field(description="The request_id returned by submit_fal_job.")]
+OptionalModel = Annotated[
+    str | None,
+    Field(description="The endpoint id the job was submitted to; optional for jobs submitted by this server."),
+]
+
+
+def register(server: MCPServer[Runtime]) -> None:
+    server.add_tool(
+        submit_fal_job,
+        title="Submit a fal generation job",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                    open_world_hint=True),
+    )
+    server.add_tool(
+        get_fal_status,
+        title="Check a fal job's status",
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True),
+    )
+    server.add_tool(
+        get_fal_result,
+        title="Get a fal job's result",
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True),
+    )
+
+
+async def submit_fal_job(
+    model: Annotated[
+        str,
+        Field(description="fal endpoint id, e.g. 'fal-ai/kling-video/v2.1/standard/image-to-video' "
+                          "(the 'fal-ai/' prefix is optional)."),
+    ],
+    input: Annotated[  # noqa: A002 - the protocol's own name for the model's parameters
+        dict[str, Any],
+        Field(description="The model's parameters, e.g. {\"prompt\": \"...\", \"image_url\": \"https://...\"}. "
+                          "Send only the fields you want to set; fal's defaults apply to the rest."),
+    ],
+    ctx: Context[Runtime, Any],
+) -> Annotated[CallToolResult, SubmitAnswer]:
+    """Start a fal.ai generation (video or image) and return its request_id at once; it does not wait.
+
+    The input is checked against the model's catalogued parameters first: a request fal would reject is
+    refused here, with every wrong field named, before anything is paid for. Video jobs take 1-5 minutes:
+    follow up with get_fal_result (or get_fal_status). Each call starts a new, billed job.
+    """
+    return await _answer(ctx, operations.submit(_runtime(ctx), model, input))
+
+
+async def get_fal_status(
+    request_id: RequestId, ctx: Context[Runtime, Any], model: OptionalModel = None
+) -> Annotated[CallToolResult, StatusAnswer]:
+    """Check a submitted job: IN_QUEUE (with queue position), IN_PROGRESS (with recent log lines) or COMPLETED.
+
+    outcome is 'failed' when the job completed with an error (the error is included). Cheap and read-only.
+    """
+    return await _answer(ctx, operations.status(_runtime(ctx), request_id, model))
+
+
+async def get_fal_result(
+    request_id: RequestId, ctx: Context[Runtime, Any], model: OptionalModel = None
+) -> Annotated[CallToolResult, ResultAnswer]:
+    """Get a job's output (video/image URLs and the model's other fields) once it is done.
+
+    While the job is still queued or running this is not an error: done is false and next says when to call
+    again. A failed or cancelled job comes back as an error carrying the upstream's explanation.
+    """
+    return await _answer(ctx, operations.result(_runtime(ctx), request_id, model))
+
+
+def _runtime(ctx: Context[Runtime, Any]) -> Runtime:
+    return ctx.request_context.lifespan_context
+
+
+async def _answer(ctx: Context[Runtime, Any], work: Awaitable[BaseModel]) -> CallToolResult:
+    """Run one tool's work; an anticipated failure becomes an `isError` result, never a stack trace."""
+    secret = _runtime(ctx).settings.api_key()
+    try:
+        answer = await work
+    except (FalError, InvalidIdError, InputInvalidError) as exc:
+        text = redact(str(exc), secret)
+        log.info("tool call refused or failed: %s", text)
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+    return success(answer)
+
+
+def success(answer: BaseModel) -> CallToolResult:
+    structured = answer.model_dump(mode="json")
+    content: list[ContentBlock] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
+    for item in structured.get("media") or []:
+        content.append(
+            ResourceLink(
+                type="resource_link",
+                uri=item["url"],
+                name=item["field"],
+                mime_type=item.get("content_type"),
+            )
+        )
+    return CallToolResult(content=content, structured_content=structured)
