@@ -32,6 +32,6 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
         version="0.1.0",
         lifespan=lifespan,
         log_level=settings.log_level,
+        tools=mcp_tools.build_tools(),
     )
-    mcp_tools.register(server)
     return server

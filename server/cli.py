@@ -13,10 +13,18 @@ from server.settings import Settings, SettingsError
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fal-queue-mcp", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["serve", "demo"], default="serve",
-                        help="serve (default): MCP over stdio; demo: a scripted session against the sandbox")
-    parser.add_argument("--sandbox", action="store_true",
-                        help="serve against a local sandbox upstream on 127.0.0.1 (no key, no network, no cost)")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve", "demo"],
+        default="serve",
+        help="serve (default): MCP over stdio; demo: a scripted session against the sandbox",
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="serve against a local sandbox upstream on 127.0.0.1 (no key, no network, no cost)",
+    )
     parser.add_argument("--sandbox-queue-seconds", type=float, default=1.0, help="sandbox: time a job stays queued")
     parser.add_argument("--sandbox-run-seconds", type=float, default=4.0, help="sandbox: time a job runs")
     return parser
@@ -35,11 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sandbox:
             from server.sandbox import Sandbox, SandboxConfig
 
-            sandbox = Sandbox(SandboxConfig(queue_seconds=args.sandbox_queue_seconds,
-                                            run_seconds=args.sandbox_run_seconds))
+            sandbox = Sandbox(
+                SandboxConfig(queue_seconds=args.sandbox_queue_seconds, run_seconds=args.sandbox_run_seconds)
+            )
             sandbox.start()
-            settings = Settings.from_env(provider="fal", base_url=sandbox.base_url, fal_key=sandbox.config.key,
-                                         fal_key_id=None, fal_key_secret=None)
+            settings = Settings.from_env(
+                provider="fal",
+                base_url=sandbox.base_url,
+                fal_key=sandbox.config.key,
+                fal_key_id=None,
+                fal_key_secret=None,
+            )
         else:
             settings = Settings.from_env()
     except SettingsError as exc:

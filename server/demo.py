@@ -61,7 +61,8 @@ async def _call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[st
     if answer.is_error or answer.structured_content is None:
         text = " ".join(getattr(block, "text", "") for block in answer.content)
         raise SystemExit(f"{tool} failed: {text}")
-    return answer.structured_content
+    structured: dict[str, Any] = answer.structured_content
+    return structured
 
 
 def _say(text: str) -> None:

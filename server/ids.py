@@ -31,7 +31,9 @@ def normalize_endpoint_id(model: str) -> str:
     lowercase path segments.
     """
     if not isinstance(model, str) or not model.strip():
-        raise InvalidIdError("model must be a fal endpoint id such as 'fal-ai/kling-video/v2.1/standard/image-to-video'")
+        raise InvalidIdError(
+            "model must be a fal endpoint id such as 'fal-ai/kling-video/v2.1/standard/image-to-video'"
+        )
     text = model.strip()
     if len(text) > MAX_ENDPOINT_ID_LENGTH:
         raise InvalidIdError(f"model id is longer than {MAX_ENDPOINT_ID_LENGTH} characters")

@@ -56,6 +56,19 @@ class SeenRequest:
 
 
 @dataclass
+class Fault:
+    """A scripted answer for the next request whose "METHOD /path" contains `match` (consumed once each)."""
+
+    match: str
+    status: int = 500
+    body: bytes = b'{"detail": "Internal Server Error"}'
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+    delay: float = 0.0  # seconds to wait before answering (an answer that comes too late)
+    times: int = 1
+
+
+@dataclass
 class SandboxJob:
     request_id: str
     endpoint_id: str
@@ -64,6 +77,7 @@ class SandboxJob:
     queue_position: int
     fail_with: str | None = None
     cancelled: bool = False
+    created_wall: float = field(default_factory=time.time)
     completed_at: float | None = None
 
 
@@ -75,6 +89,7 @@ class Sandbox:
         self.jobs: dict[str, SandboxJob] = {}
         self.requests: list[SeenRequest] = []
         self.fail_next: list[str] = []  # error messages for the next submitted jobs to fail with
+        self.faults: list[Fault] = []
         self.base_url = ""
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -147,7 +162,7 @@ class Sandbox:
                 "message": f"Generating: step {i + 1} of {count}",
                 "level": "INFO",
                 "source": "user",
-                "timestamp": _iso(job.submitted_at + self.config.queue_seconds + i * step),
+                "timestamp": _iso(job.created_wall + self.config.queue_seconds + i * step),
             }
             for i in range(shown)
         ]
@@ -203,11 +218,32 @@ class Sandbox:
                 )
             )
 
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    async def _scripted(self, request: Request) -> Response | None:
+        """Record the request, then answer with a scripted fault if one matches."""
+        await self._record(request)
+        label = f"{request.method} {request.url.path}"
+        with self._lock:
+            fault = next((f for f in self.faults if f.match in label), None)
+            if fault is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+        if fault is None:
+            return None
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        return Response(fault.body, status_code=fault.status, headers=fault.headers, media_type=fault.content_type)
+
     def _authorized(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Key {self.config.key}"
 
     async def _submit(self, request: Request) -> Response:
-        await self._record(request)
+        if (scripted := await self._scripted(request)) is not None:
+            return scripted
         if not self._authorized(request):
             return JSONResponse({"detail": "Invalid API key"}, status_code=401)
         endpoint_id = request.path_params["path"]
@@ -257,7 +293,8 @@ class Sandbox:
         return job
 
     async def _status(self, request: Request) -> Response:
-        await self._record(request)
+        if (scripted := await self._scripted(request)) is not None:
+            return scripted
         if not self._authorized(request):
             return JSONResponse({"detail": "Invalid API key"}, status_code=401)
         with self._lock:
@@ -270,7 +307,8 @@ class Sandbox:
         return JSONResponse(body, status_code=code)
 
     async def _result(self, request: Request) -> Response:
-        await self._record(request)
+        if (scripted := await self._scripted(request)) is not None:
+            return scripted
         if not self._authorized(request):
             return JSONResponse({"detail": "Invalid API key"}, status_code=401)
         with self._lock:
@@ -281,15 +319,22 @@ class Sandbox:
         if phase != "COMPLETED":
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
         if job.cancelled:
-            return JSONResponse({"detail": "Request was cancelled", "error_type": "cancelled"}, status_code=400,
-                                headers={"X-Fal-Error-Type": "cancelled"})
+            return JSONResponse(
+                {"detail": "Request was cancelled", "error_type": "cancelled"},
+                status_code=400,
+                headers={"X-Fal-Error-Type": "cancelled"},
+            )
         if job.fail_with:
-            return JSONResponse({"detail": job.fail_with, "error_type": "runner_error"}, status_code=500,
-                                headers={"X-Fal-Error-Type": "runner_error"})
+            return JSONResponse(
+                {"detail": job.fail_with, "error_type": "runner_error"},
+                status_code=500,
+                headers={"X-Fal-Error-Type": "runner_error"},
+            )
         return JSONResponse(self._output(job))
 
     async def _cancel(self, request: Request) -> Response:
-        await self._record(request)
+        if (scripted := await self._scripted(request)) is not None:
+            return scripted
         if self.config.flavor == "uniapi":
             return JSONResponse({"detail": "Method Not Allowed"}, status_code=405)
         if not self._authorized(request):
@@ -305,7 +350,8 @@ class Sandbox:
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
 
     async def _file(self, request: Request) -> Response:
-        await self._record(request)
+        if (scripted := await self._scripted(request)) is not None:
+            return scripted
         name = request.path_params["name"]
         content, content_type = media_files.sample_for(name)
         await asyncio.sleep(0)
@@ -322,6 +368,5 @@ class Sandbox:
         return example_output(entry.output, media_url, content_type)
 
 
-def _iso(monotonic_stamp: float) -> str:
-    wall = time.time() - (time.monotonic() - monotonic_stamp)
+def _iso(wall: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int((wall % 1) * 1e6):06d}"

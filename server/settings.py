@@ -121,9 +121,9 @@ class Settings(BaseModel):
             if value:
                 raw[field] = value
         raw.setdefault("provider", _default_provider(raw))
-        provider = raw["provider"]
+        provider = str(raw["provider"])
         if "base_url" not in raw and provider in PROVIDER_BASE_URLS:
-            raw["base_url"] = PROVIDER_BASE_URLS[provider]  # type: ignore[index]
+            raw["base_url"] = PROVIDER_BASE_URLS[provider]
         raw.update(overrides)
         try:
             return cls.model_validate(raw)

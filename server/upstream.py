@@ -377,7 +377,9 @@ class FalQueueClient:
                 f"The upstream failed on {action} (HTTP {code}): {self._detail(response)}. Try again in a minute.",
                 status_code=code,
             )
-        raise BadResponseError(f"The upstream refused {action} (HTTP {code}): {self._detail(response)}", status_code=code)
+        raise BadResponseError(
+            f"The upstream refused {action} (HTTP {code}): {self._detail(response)}", status_code=code
+        )
 
 
 class _BodyTooLarge(Exception):
@@ -385,8 +387,20 @@ class _BodyTooLarge(Exception):
 
 
 _STATUS_KEYS = frozenset(
-    {"status", "request_id", "queue_position", "logs", "metrics", "response_url", "status_url", "cancel_url", "error",
-     "error_type", "detail", "message"}
+    {
+        "status",
+        "request_id",
+        "queue_position",
+        "logs",
+        "metrics",
+        "response_url",
+        "status_url",
+        "cancel_url",
+        "error",
+        "error_type",
+        "detail",
+        "message",
+    }
 )
 
 

@@ -6,12 +6,14 @@ Thin on purpose: each tool resolves the runtime, calls `tools.operations`, and t
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -20,6 +22,7 @@ from server.ids import InvalidIdError
 from server.runtime import Runtime
 from tools import operations
 from tools.answers import ResultAnswer, StatusAnswer, SubmitAnswer
+from tools.schema import compact
 from tools.validation import InputInvalidError
 
 log = logging.getLogger(__name__)
@@ -31,35 +34,46 @@ OptionalModel = Annotated[
 ]
 
 
-def register(server: MCPServer[Runtime]) -> None:
-    server.add_tool(
-        submit_fal_job,
-        title="Submit a fal generation job",
-        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                                    open_world_hint=True),
-    )
-    server.add_tool(
-        get_fal_status,
-        title="Check a fal job's status",
-        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True),
-    )
-    server.add_tool(
-        get_fal_result,
-        title="Get a fal job's result",
-        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True),
-    )
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+
+
+def build_tools() -> list[Tool]:
+    """The tools with compact published schemas (no generated titles), ready for `MCPServer(tools=...)`."""
+    specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
+        (
+            submit_fal_job,
+            "Submit a fal generation job",
+            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
+        ),
+        (get_fal_status, "Check a fal job's status", READ_ONLY),
+        (get_fal_result, "Get a fal job's result", READ_ONLY),
+    ]
+    return [_tool(fn, title, annotations) for fn, title, annotations in specs]
+
+
+def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> Tool:
+    tool = Tool.from_function(fn, title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)
+    tool.parameters = compact(tool.parameters)
+    output = tool.fn_metadata.output_schema
+    if output is not None:
+        tool.fn_metadata.output_schema = compact(output)
+    return tool
 
 
 async def submit_fal_job(
     model: Annotated[
         str,
-        Field(description="fal endpoint id, e.g. 'fal-ai/kling-video/v2.1/standard/image-to-video' "
-                          "(the 'fal-ai/' prefix is optional)."),
+        Field(
+            description="fal endpoint id, e.g. 'fal-ai/kling-video/v2.1/standard/image-to-video' "
+            "(the 'fal-ai/' prefix is optional)."
+        ),
     ],
-    input: Annotated[  # noqa: A002 - the protocol's own name for the model's parameters
+    input: Annotated[
         dict[str, Any],
-        Field(description="The model's parameters, e.g. {\"prompt\": \"...\", \"image_url\": \"https://...\"}. "
-                          "Send only the fields you want to set; fal's defaults apply to the rest."),
+        Field(
+            description='The model\'s parameters, e.g. {"prompt": "...", "image_url": "https://..."}. '
+            "Send only the fields you want to set; fal's defaults apply to the rest."
+        ),
     ],
     ctx: Context[Runtime, Any],
 ) -> Annotated[CallToolResult, SubmitAnswer]:

@@ -13,7 +13,7 @@ from server.errors import InvalidRequestError, JobFailedError
 from server.ids import normalize_endpoint_id, validate_request_id
 from server.runtime import Runtime
 from server.upstream import StatusReport
-from tools.answers import ResultAnswer, StatusAnswer, SubmitAnswer
+from tools.answers import Outcome, ResultAnswer, StatusAnswer, SubmitAnswer
 from tools.media import find_media
 from tools.validation import check_input
 
@@ -23,7 +23,7 @@ POLL_HINT_SECONDS = 30
 async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswer:
     endpoint_id = normalize_endpoint_id(model)
     if not isinstance(params, dict):
-        raise InvalidRequestError("input must be a JSON object of the model's parameters, e.g. {\"prompt\": \"...\"}")
+        raise InvalidRequestError('input must be a JSON object of the model\'s parameters, e.g. {"prompt": "..."}')
     checked = check_input(endpoint_id, params)
     receipt = await rt.upstream.submit(endpoint_id, checked.body)
     rt.jobs.remember(receipt.request_id, endpoint_id)
@@ -102,6 +102,7 @@ def _status_answer(rt: Runtime, request_id: str, endpoint_id: str, report: Statu
     limit = rt.settings.max_log_lines
     logs = [line.message for line in lines[-limit:]] if limit else []
     elapsed = round(time.time() - record.submitted_at, 1) if record is not None else None
+    outcome: Outcome
     if report.failed:
         outcome, hint = "failed", f"The job failed: {report.error}. Fix the input and submit a new job."
     elif report.state == "COMPLETED":

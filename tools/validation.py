@@ -35,7 +35,9 @@ class InputInvalidError(ValueError):
         shown = problems[:MAX_ERRORS_LISTED]
         more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
         super().__init__(
-            f"Input for {endpoint_id} is invalid, nothing was submitted: " + "; ".join(shown) + more
+            f"Input for {endpoint_id} is invalid, nothing was submitted: "
+            + "; ".join(shown)
+            + more
             + ". Fix these fields and call submit_fal_job again (describe_fal_model shows every field)."
         )
 
