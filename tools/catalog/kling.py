@@ -1,4 +1,8 @@
-"""Kling video models (fal-ai/kling-video/...)."""
+"""Kling video models (fal-ai/kling-video/...).
+
+Up to 2.5, every model takes the same core (5 or 10 s, cfg_scale); 2.6 adds audio and its image-to-video model
+takes start/end frames and no cfg_scale; 3 allows 3-15 s and multi-shot prompts.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,18 @@ from pydantic import Field
 
 from tools.catalog.base import CatalogEntry, EndImageUrl, FalInput, GenerateAudio, ImageUrl, Task, VideoOutput
 
+NegativePrompt = Annotated[str, Field(max_length=2500, description="What to avoid.")]
+CfgScale = Annotated[float, Field(ge=0, le=1, description="How closely to follow the prompt.")]
 AspectRatio = Annotated[Literal["16:9", "9:16", "1:1"], Field(description="Frame shape of the clip.")]
 StartImageUrl = Annotated[str, Field(description="Image the clip starts from.")]
 V3Duration = Literal["3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
-CfgScale = Annotated[float, Field(ge=0, le=1, description="How closely to follow the prompt.")]
 ShotDuration = Literal["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"]
 
 
-class _Kling(FalInput):
-    negative_prompt: str = Field("blur, distort, and low quality", max_length=2500, description="What to avoid.")
-
-
-class _KlingBase(_Kling):
+class _KlingBase(FalInput):
     prompt: str = Field(max_length=2500, description="What should happen in the clip.")
     duration: Literal["5", "10"] = Field("5", description="Clip length in seconds.")
+    negative_prompt: NegativePrompt = "blur, distort, and low quality"
 
 
 class _KlingWithCfg(_KlingBase):
@@ -130,11 +132,12 @@ class KlingElement(FalInput):
     voice_id: str | None = Field(None, description="Voice bound to this element.")
 
 
-class _KlingV3Base(_Kling):
+class _KlingV3Base(FalInput):
     prompt: str | None = Field(None, max_length=2500, description="What should happen in the clip.")
     duration: V3Duration = Field("5", description="Clip length in seconds.")
     multi_prompt: list[KlingShot] | None = Field(None, description="Shot-by-shot prompts instead of one.")
     shot_type: Literal["customize", "intelligent"] = Field("customize", description="How shots are planned.")
+    negative_prompt: NegativePrompt = "blur, distort, and low quality"
     cfg_scale: CfgScale = 0.5
     generate_audio: GenerateAudio = True
 
