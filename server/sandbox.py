@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from server import media_files
@@ -40,6 +41,9 @@ class SandboxConfig:
     log_lines: int = 4
     flavor: Flavor = "fal"
     retention_seconds: float = 3600.0
+    stream_ping_seconds: float = 15.0
+    stream_tick_seconds: float = 0.05
+    drop_streams_after: int | None = None  # reset each status stream after this many events (a dropped stream)
 
 
 @dataclass
@@ -197,6 +201,7 @@ class Sandbox:
         return Starlette(
             routes=[
                 Route("/files/{request_id}/{name}", self._file, methods=["GET"]),
+                Route("/{path:path}/requests/{request_id}/status/stream", self._stream, methods=["GET"]),
                 Route("/{path:path}/requests/{request_id}/status", self._status, methods=["GET"]),
                 Route("/{path:path}/requests/{request_id}/cancel", self._cancel, methods=["PUT"]),
                 Route("/{path:path}/requests/{request_id}", self._result, methods=["GET"]),
@@ -305,6 +310,43 @@ class Sandbox:
         if request.query_params.get("logs") != "1":
             body.pop("logs", None)
         return JSONResponse(body, status_code=code)
+
+    async def _stream(self, request: Request) -> Response:
+        if (scripted := await self._scripted(request)) is not None:
+            return scripted
+        if self.config.flavor == "uniapi":
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        if not self._authorized(request):
+            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        with self._lock:
+            job = self._find(request)
+        if job is None:
+            return JSONResponse({"detail": "Request not found"}, status_code=404)
+        with_logs = request.query_params.get("logs") == "1"
+        return StreamingResponse(self._events(job, with_logs), media_type="text/event-stream")
+
+    async def _events(self, job: SandboxJob, with_logs: bool) -> AsyncIterator[bytes]:
+        """One event per change of state or logs, pings while quiet, closed after COMPLETED."""
+        last: tuple[str, int] | None = None
+        sent = 0
+        quiet_since = time.monotonic()
+        while True:
+            with self._lock:
+                _, body = self._status_body(job, time.monotonic())
+            if not with_logs:
+                body.pop("logs", None)
+            signature = (body["status"], len(body.get("logs") or []))
+            if signature != last:
+                if self.config.drop_streams_after is not None and sent >= self.config.drop_streams_after:
+                    raise ConnectionResetError("sandbox: stream dropped on purpose")
+                last, sent, quiet_since = signature, sent + 1, time.monotonic()
+                yield f"data: {json.dumps(body)}\n\n".encode()
+                if body["status"] == "COMPLETED":
+                    return
+            elif time.monotonic() - quiet_since >= self.config.stream_ping_seconds:
+                quiet_since = time.monotonic()
+                yield b": ping\n\n"
+            await asyncio.sleep(self.config.stream_tick_seconds)
 
     async def _result(self, request: Request) -> Response:
         if (scripted := await self._scripted(request)) is not None:

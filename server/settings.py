@@ -39,6 +39,12 @@ ENV_NAMES: dict[str, str] = {
     "max_log_lines": "FAL_MCP_MAX_LOG_LINES",
     "max_response_bytes": "FAL_MCP_MAX_RESPONSE_BYTES",
     "log_level": "FAL_MCP_LOG_LEVEL",
+    "max_wait_seconds": "FAL_MCP_MAX_WAIT_SECONDS",
+    "poll_first_interval": "FAL_MCP_POLL_FIRST_INTERVAL",
+    "poll_max_interval": "FAL_MCP_POLL_MAX_INTERVAL",
+    "progress_interval": "FAL_MCP_PROGRESS_INTERVAL",
+    "max_streams": "FAL_MCP_MAX_STREAMS",
+    "use_status_stream": "FAL_MCP_USE_STATUS_STREAM",
 }
 
 
@@ -77,6 +83,12 @@ class Settings(BaseModel):
     max_log_lines: int = Field(20, ge=0, le=1000, description="log lines returned by get_fal_status")
     max_response_bytes: int = Field(8_000_000, ge=1024, description="largest upstream answer read")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    max_wait_seconds: float = Field(50.0, ge=0, le=600, description="cap on get_fal_result's wait_seconds")
+    poll_first_interval: float = Field(1.0, gt=0, le=60, description="first status poll interval while waiting")
+    poll_max_interval: float = Field(2.5, gt=0, le=300, description="longest status poll interval while waiting")
+    progress_interval: float = Field(2.0, gt=0, le=60, description="most seconds between progress notifications")
+    max_streams: int = Field(10, ge=0, le=1000, description="status streams open at once; other waits poll")
+    use_status_stream: bool = Field(True, description="wait through fal's status stream where the provider has one")
 
     @field_validator("base_url")
     @classmethod

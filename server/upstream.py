@@ -126,6 +126,8 @@ class FalQueueClient:
         self._base = settings.base_url
         self._base_netloc = urlsplit(settings.base_url).netloc
         self.stats = UpstreamStats()
+        # None until a status stream was tried; False once the provider refused one (UniAPI documents none).
+        self.stream_supported: bool | None = None
 
     # ---- the four calls -------------------------------------------------------------------------
 
@@ -155,7 +157,7 @@ class FalQueueClient:
         )
 
     async def status(self, endpoint_id: str, request_id: str, *, with_logs: bool = True) -> StatusReport:
-        path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/status"
+        path = self.status_path(endpoint_id, request_id)
         params = {"logs": "1"} if with_logs else None
         response = await self._get(path, params=params, kind="status")
         return parse_status(self._json_or_raise(response, action="status"))
@@ -213,6 +215,21 @@ class FalQueueClient:
         raise BadResponseError(f"Unexpected answer to cancel: HTTP {response.status_code}.")
 
     # ---- transport ------------------------------------------------------------------------------
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def status_path(self, endpoint_id: str, request_id: str) -> str:
+        return f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/status"
+
+    def prepare(self, path: str) -> tuple[str, dict[str, str]]:
+        """URL on the base host and auth headers for `path` (for the status stream, which reads incrementally)."""
+        return self._url(path), self._headers()
 
     def _url(self, path: str) -> str:
         url = f"{self._base}/{path}"

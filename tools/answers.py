@@ -49,3 +49,10 @@ class ResultAnswer(BaseModel):
     queue_position: int | None = None
     logs: list[str] = Field(default_factory=list)
     next: str
+
+
+class CancelAnswer(BaseModel):
+    request_id: str
+    model: str
+    outcome: Literal["requested", "already_completed"]
+    message: str

@@ -21,7 +21,7 @@ from server.errors import FalError, redact
 from server.ids import InvalidIdError
 from server.runtime import Runtime
 from tools import operations
-from tools.answers import ResultAnswer, StatusAnswer, SubmitAnswer
+from tools.answers import CancelAnswer, ResultAnswer, StatusAnswer, SubmitAnswer
 from tools.schema import compact
 from tools.validation import InputInvalidError
 
@@ -46,7 +46,12 @@ def build_tools() -> list[Tool]:
             ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
         ),
         (get_fal_status, "Check a fal job's status", READ_ONLY),
-        (get_fal_result, "Get a fal job's result", READ_ONLY),
+        (get_fal_result, "Get a fal job's result (optionally waiting)", READ_ONLY),
+        (
+            cancel_fal_job,
+            "Cancel a fal job",
+            ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True),
+        ),
     ]
     return [_tool(fn, title, annotations) for fn, title, annotations in specs]
 
@@ -97,14 +102,50 @@ async def get_fal_status(
 
 
 async def get_fal_result(
-    request_id: RequestId, ctx: Context[Runtime, Any], model: OptionalModel = None
+    request_id: RequestId,
+    ctx: Context[Runtime, Any],
+    model: OptionalModel = None,
+    wait_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="Wait up to this many seconds for the job to finish (capped by the server, "
+            "default cap 50), reporting progress. 0 returns at once.",
+        ),
+    ] = 0,
 ) -> Annotated[CallToolResult, ResultAnswer]:
     """Get a job's output (video/image URLs and the model's other fields) once it is done.
 
-    While the job is still queued or running this is not an error: done is false and next says when to call
-    again. A failed or cancelled job comes back as an error carrying the upstream's explanation.
+    With wait_seconds > 0 it waits for the job (returning as soon as it is done) and sends progress. While the
+    job is still queued or running this is not an error: done is false and next says what to call. A failed or
+    cancelled job comes back as an error carrying the upstream's explanation.
     """
-    return await _answer(ctx, operations.result(_runtime(ctx), request_id, model))
+    return await _answer(
+        ctx, operations.result(_runtime(ctx), request_id, model, wait_seconds, progress=_progress_reporter(ctx))
+    )
+
+
+async def cancel_fal_job(
+    request_id: RequestId, ctx: Context[Runtime, Any], model: OptionalModel = None
+) -> Annotated[CallToolResult, CancelAnswer]:
+    """Ask the upstream to cancel a queued or running job (it is then not completed; billing depends on the
+    provider). Answers whether cancellation was requested or the job had already completed. Some providers
+    (UniAPI) have no cancel route: that is reported plainly. Cancelling a get_fal_result wait does NOT cancel
+    the job; this does.
+    """
+    return await _answer(ctx, operations.cancel(_runtime(ctx), request_id, model))
+
+
+def _progress_reporter(ctx: Context[Runtime, Any]) -> operations.Progress:
+    """Progress notifications whose values only grow (seconds waited), each with a one-line status."""
+    last = 0.0
+
+    async def report(elapsed: float, total: float, message: str) -> None:
+        nonlocal last
+        last = round(max(elapsed, last + 0.01), 2)
+        await ctx.report_progress(last, total, message)
+
+    return report
 
 
 def _runtime(ctx: Context[Runtime, Any]) -> Runtime:

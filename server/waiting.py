@@ -1,0 +1,125 @@
+"""Waiting for a job, bounded in time and in upstream requests, with a heartbeat for progress reports.
+
+The status stream is used where the provider has one (a single request for the whole wait); otherwise, or
+when it drops, status is polled on an adaptive schedule: quick at first, backing off to a capped interval
+with jitter. Cancelling the wait (the caller's cancel scope) stops it at once and leaves the job running.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+
+import anyio
+
+from server.status_stream import StreamRefused, stream_status
+from server.upstream import FalQueueClient, StatusReport
+
+POLL_BACKOFF_FACTOR = 1.5
+POLL_JITTER = 0.1  # +-10%, so many waiting clients don't poll in lockstep
+
+OnUpdate = Callable[[StatusReport | None, float], Awaitable[None]]
+
+
+@dataclass
+class WaitLimits:
+    seconds: float
+    poll_first_interval: float
+    poll_max_interval: float
+    heartbeat: float
+
+
+class Waiter:
+    """Shared by all waits of one server: the stream slots bound how many connections streams may hold."""
+
+    def __init__(self, upstream: FalQueueClient, max_streams: int) -> None:
+        self._upstream = upstream
+        self._stream_slots = anyio.Semaphore(max_streams) if max_streams > 0 else None
+
+    async def wait(
+        self, endpoint_id: str, request_id: str, limits: WaitLimits, on_update: OnUpdate | None = None
+    ) -> StatusReport | None:
+        """Wait until the job completes or `limits.seconds` pass; return the last status seen (None if none).
+
+        `on_update(report, elapsed)` is called on every change and at least every `limits.heartbeat` seconds.
+        """
+        started = time.monotonic()
+        latest: StatusReport | None = None
+        reported: StatusReport | None = None
+        changed = anyio.Event()
+
+        def publish(report: StatusReport) -> None:
+            nonlocal latest, changed
+            latest = report
+            changed.set()
+            changed = anyio.Event()
+
+        async def follow() -> None:
+            if await self._try_stream(endpoint_id, request_id, publish):
+                return
+            await self._poll(endpoint_id, request_id, limits, publish)
+
+        async def heartbeat() -> None:
+            if on_update is None:
+                await anyio.sleep_forever()
+                return
+            nonlocal reported
+            while True:
+                event = changed
+                with anyio.move_on_after(limits.heartbeat):
+                    await event.wait()
+                reported = latest
+                await on_update(latest, time.monotonic() - started)
+
+        failure: Exception | None = None
+        with anyio.move_on_after(limits.seconds):
+            async with anyio.create_task_group() as group:
+                group.start_soon(heartbeat)
+                try:
+                    await follow()
+                except Exception as exc:  # re-raised below, unwrapped from the task group
+                    failure = exc
+                group.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if on_update is not None and latest is not None and latest is not reported:
+            await on_update(latest, time.monotonic() - started)
+        return latest
+
+    async def _try_stream(self, endpoint_id: str, request_id: str, publish: Callable[[StatusReport], None]) -> bool:
+        """Follow the status stream to completion; False when there is none, it is busy, or it dropped."""
+        settings = self._upstream.settings
+        if not settings.use_status_stream or self._upstream.stream_supported is False or self._stream_slots is None:
+            return False
+        try:
+            self._stream_slots.acquire_nowait()
+        except anyio.WouldBlock:
+            return False  # every stream slot is taken: poll, so the pool never runs dry
+        try:
+            async with aclosing(stream_status(self._upstream, endpoint_id, request_id)) as reports:
+                async for report in reports:
+                    self._upstream.stream_supported = True
+                    publish(report)
+                    if report.state == "COMPLETED":
+                        return True
+        except StreamRefused as refused:
+            if refused.permanent:
+                self._upstream.stream_supported = False
+        finally:
+            self._stream_slots.release()
+        return False
+
+    async def _poll(
+        self, endpoint_id: str, request_id: str, limits: WaitLimits, publish: Callable[[StatusReport], None]
+    ) -> None:
+        interval = limits.poll_first_interval
+        while True:
+            report = await self._upstream.status(endpoint_id, request_id)
+            publish(report)
+            if report.state == "COMPLETED":
+                return
+            await anyio.sleep(interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER))  # noqa: S311
+            interval = min(limits.poll_max_interval, interval * POLL_BACKOFF_FACTOR)
