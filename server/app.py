@@ -23,7 +23,7 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
         async with open_runtime(settings) as runtime:
             yield runtime
 
-    from tools import mcp_tools
+    from tools import mcp_resources, mcp_tools
 
     server: MCPServer[Runtime] = MCPServer(
         "fal-queue-mcp",
@@ -34,4 +34,5 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
     )
+    mcp_resources.register_resources(server)
     return server

@@ -18,6 +18,7 @@ from tools.catalog import CATALOG, FalInput, flux, kling, luma, minimax, pixvers
 FACTS_PATH = Path(__file__).resolve().parents[2] / "shared" / "fal-models.json"
 FACTS: dict[str, dict[str, Any]] = json.loads(FACTS_PATH.read_text(encoding="utf-8"))["endpoints"]
 
+# The seed model and one strong model of each family: their schemas ride in submit_fal_job's inputSchema.
 FEATURED = {
     "fal-ai/kling-video/v2.1/standard/image-to-video",
     "fal-ai/veo3.1/fast/image-to-video",
@@ -28,7 +29,6 @@ FEATURED = {
     "fal-ai/pixverse/v5/image-to-video",
     "fal-ai/sora-2/text-to-video",
     "fal-ai/flux/dev",
-    "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
 }
 
 MAX_DESCRIPTION_WORDS = 8

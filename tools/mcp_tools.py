@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 from server.errors import FalError, redact
 from server.ids import InvalidIdError
 from server.runtime import Runtime
-from tools import operations
+from tools import models_info, operations
 from tools.answers import CancelAnswer, ResultAnswer, StatusAnswer, SubmitAnswer
-from tools.schema import compact
+from tools.schema import compact, without_descriptions
 from tools.validation import InputInvalidError
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ OptionalModel = Annotated[
 
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+# The catalog is local: reading it touches no outside system.
+CATALOG_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 def build_tools() -> list[Tool]:
@@ -45,6 +47,8 @@ def build_tools() -> list[Tool]:
             "Submit a fal generation job",
             ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
         ),
+        (list_fal_models, "List the catalogued fal models", CATALOG_READ),
+        (describe_fal_model, "Describe a fal model's parameters", CATALOG_READ),
         (get_fal_status, "Check a fal job's status", READ_ONLY),
         (get_fal_result, "Get a fal job's result (optionally waiting)", READ_ONLY),
         (
@@ -53,7 +57,16 @@ def build_tools() -> list[Tool]:
             ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True),
         ),
     ]
-    return [_tool(fn, title, annotations) for fn, title, annotations in specs]
+    tools = [_tool(fn, title, annotations) for fn, title, annotations in specs]
+    _publish_featured_inputs(tools[0])
+    return tools
+
+
+def _publish_featured_inputs(submit: Tool) -> None:
+    """Give submit_fal_job's `input` the typed schemas of the featured models, derived from the catalog."""
+    arms, defs = models_info.featured_input_schema()
+    submit.parameters["properties"]["input"] = {**submit.parameters["properties"]["input"], "anyOf": arms}
+    submit.parameters["$defs"] = defs
 
 
 def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> Tool:
@@ -61,7 +74,8 @@ def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> T
     tool.parameters = compact(tool.parameters)
     output = tool.fn_metadata.output_schema
     if output is not None:
-        tool.fn_metadata.output_schema = compact(output)
+        # Output fields are explained by each answer's `next` sentence; their descriptions would only cost context.
+        tool.fn_metadata.output_schema = without_descriptions(compact(output))
     return tool
 
 
@@ -88,7 +102,38 @@ async def submit_fal_job(
     refused here, with every wrong field named, before anything is paid for. Video jobs take 1-5 minutes:
     follow up with get_fal_result (or get_fal_status). Each call starts a new, billed job.
     """
-    return await _answer(ctx, operations.submit(_runtime(ctx), model, input))
+    return await _answer(ctx, lambda: operations.submit(_runtime(ctx), model, input))
+
+
+async def list_fal_models(
+    ctx: Context[Runtime, Any],
+    task: Annotated[
+        str | None,
+        Field(
+            description="Filter: text-to-video, image-to-video, first-last-frame-to-video, "
+            "reference-to-video or text-to-image."
+        ),
+    ] = None,
+    family: Annotated[
+        str | None,
+        Field(description="Filter: kling, veo, minimax-hailuo, luma-ray, wan, seedance, pixverse, sora or flux."),
+    ] = None,
+    query: Annotated[str | None, Field(description="Words that must all appear in the id or title.")] = None,
+) -> Annotated[CallToolResult, models_info.ModelList]:
+    """List the fal models this server knows (validated before submit), featured first, with each model's
+    required fields and main options. Any other fal endpoint id can still be submitted, unvalidated.
+    """
+    return await _answer(ctx, lambda: models_info.list_models(task, family, query))
+
+
+async def describe_fal_model(
+    model: Annotated[str, Field(description="fal endpoint id, e.g. 'fal-ai/veo3.1/fast/image-to-video'.")],
+    ctx: Context[Runtime, Any],
+) -> Annotated[CallToolResult, models_info.ModelDescription]:
+    """A catalogued model's full input JSON schema (fields, types, enums, ranges, defaults), its output schema,
+    and a minimal valid example input to start from.
+    """
+    return await _answer(ctx, lambda: models_info.describe_model(model))
 
 
 async def get_fal_status(
@@ -98,7 +143,7 @@ async def get_fal_status(
 
     outcome is 'failed' when the job completed with an error (the error is included). Cheap and read-only.
     """
-    return await _answer(ctx, operations.status(_runtime(ctx), request_id, model))
+    return await _answer(ctx, lambda: operations.status(_runtime(ctx), request_id, model))
 
 
 async def get_fal_result(
@@ -121,7 +166,8 @@ async def get_fal_result(
     cancelled job comes back as an error carrying the upstream's explanation.
     """
     return await _answer(
-        ctx, operations.result(_runtime(ctx), request_id, model, wait_seconds, progress=_progress_reporter(ctx))
+        ctx,
+        lambda: operations.result(_runtime(ctx), request_id, model, wait_seconds, progress=_progress_reporter(ctx)),
     )
 
 
@@ -133,7 +179,7 @@ async def cancel_fal_job(
     (UniAPI) have no cancel route: that is reported plainly. Cancelling a get_fal_result wait does NOT cancel
     the job; this does.
     """
-    return await _answer(ctx, operations.cancel(_runtime(ctx), request_id, model))
+    return await _answer(ctx, lambda: operations.cancel(_runtime(ctx), request_id, model))
 
 
 def _progress_reporter(ctx: Context[Runtime, Any]) -> operations.Progress:
@@ -152,11 +198,12 @@ def _runtime(ctx: Context[Runtime, Any]) -> Runtime:
     return ctx.request_context.lifespan_context
 
 
-async def _answer(ctx: Context[Runtime, Any], work: Awaitable[BaseModel]) -> CallToolResult:
+async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awaitable[BaseModel]]) -> CallToolResult:
     """Run one tool's work; an anticipated failure becomes an `isError` result, never a stack trace."""
     secret = _runtime(ctx).settings.api_key()
     try:
-        answer = await work
+        outcome = work()
+        answer = await outcome if inspect.isawaitable(outcome) else outcome
     except (FalError, InvalidIdError, InputInvalidError) as exc:
         text = redact(str(exc), secret)
         log.info("tool call refused or failed: %s", text)

@@ -1,27 +1,74 @@
-"""Compacting published JSON schemas: every byte of `tools/list` is context an assistant pays for each turn."""
+"""Compacting published JSON schemas: every byte of `tools/list` is context an assistant pays for each turn.
+
+Only what the reader gains nothing from is dropped: generated titles, `null` defaults, `additionalProperties:
+true` (the JSON Schema default), and the `null` arm of optional fields (omitting a field is how it is unset).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-# Keys that only restate what the names already say.
-_NOISE = ("title",)
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 
 def compact(schema: Any) -> Any:
-    """Return `schema` without generated titles and redundant `null` defaults; property names are kept."""
+    """Return a smaller equivalent-for-the-reader copy of `schema`; property names are never touched."""
     if isinstance(schema, list):
         return [compact(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
+    schema = _drop_null_arm(schema)
     out: dict[str, Any] = {}
     for key, value in schema.items():
-        if key in _NOISE and isinstance(value, str):
+        if (key == "title" and isinstance(value, str)) or (key == "default" and value is None):
             continue
-        if key == "default" and value is None:
+        if key == "additionalProperties" and value is True:
             continue
         if key in ("properties", "$defs") and isinstance(value, dict):
             out[key] = {name: compact(sub) for name, sub in value.items()}
         else:
             out[key] = compact(value)
     return out
+
+
+def without_descriptions(schema: Any, names: frozenset[str] | None = None) -> Any:
+    """Drop `description` from the properties in `names` (every property and object when None), recursively."""
+    if isinstance(schema, list):
+        return [without_descriptions(item, names) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "description" and names is None:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {
+                name: without_descriptions(
+                    {k: v for k, v in sub.items() if k != "description"} if names and name in names else sub, names
+                )
+                for name, sub in value.items()
+            }
+        else:
+            out[key] = without_descriptions(value, names)
+    return out
+
+
+def _drop_null_arm(schema: dict[str, Any]) -> dict[str, Any]:
+    options = schema.get("anyOf")
+    if not isinstance(options, list):
+        return schema
+    kept = [option for option in options if option != {"type": "null"}]
+    if len(kept) != 1 or len(kept) == len(options):
+        return schema if len(kept) == len(options) else {**schema, "anyOf": kept}
+    merged = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **merged}
+
+
+def shared_defs_schema(models: Mapping[str, type[BaseModel]]) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """JSON schemas of several models with one shared `$defs` (refs `#/$defs/Name`), keyed like `models`."""
+    keys = list(models)
+    mapping, top = models_json_schema([(models[key], "validation") for key in keys], ref_template="#/$defs/{model}")
+    refs = {key: mapping[(models[key], "validation")] for key in keys}
+    return refs, top.get("$defs", {})

@@ -239,7 +239,6 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         "text-to-video",
         KlingV25TurboProTextToVideo,
         "Kling 2.5 Turbo Pro, text to video",
-        featured=True,
     ),
     _entry(
         "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",

@@ -1,0 +1,140 @@
+"""Read-only views of the catalog for assistants: list, describe, and the featured input schemas.
+
+All derived from the catalog's classes, so they cannot drift from what validation enforces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from server.errors import NotFoundError
+from server.ids import normalize_endpoint_id
+from tools.catalog import CATALOG, CatalogEntry
+from tools.examples import example_input
+from tools.schema import compact, shared_defs_schema, without_descriptions
+
+MAX_LISTED = 100
+# Fields whose names say it all: their descriptions are left out of the featured schemas (not of describe_fal_model).
+SELF_EXPLANATORY = frozenset(
+    {
+        "prompt",
+        "negative_prompt",
+        "duration",
+        "aspect_ratio",
+        "resolution",
+        "seed",
+        "image_url",
+        "num_images",
+        "output_format",
+        "enable_safety_checker",
+        "generate_audio",
+        "end_image_url",
+    }
+)
+KEY_FIELDS_SHOWN = 6
+
+
+class ModelSummary(BaseModel):
+    model: str
+    title: str
+    family: str
+    task: str
+    featured: bool
+    required: list[str]
+    key_parameters: str = Field(description="The main optional parameters and their allowed values.")
+
+
+class ModelList(BaseModel):
+    count: int
+    models: list[ModelSummary]
+    next: str
+
+
+class ModelDescription(BaseModel):
+    model: str
+    title: str
+    family: str
+    task: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    example_input: dict[str, Any]
+    next: str
+
+
+def list_models(task: str | None = None, family: str | None = None, query: str | None = None) -> ModelList:
+    words = (query or "").lower().split()
+    chosen = [
+        entry
+        for entry in CATALOG.values()
+        if (not task or entry.task == task.strip().lower())
+        and (not family or entry.family == family.strip().lower())
+        and all(word in f"{entry.endpoint_id} {entry.title} {entry.family} {entry.task}".lower() for word in words)
+    ]
+    chosen.sort(key=lambda entry: (not entry.featured, entry.family, entry.endpoint_id))
+    summaries = [summarize(entry) for entry in chosen[:MAX_LISTED]]
+    hint = (
+        "Call describe_fal_model(model) for a model's full parameter schema and an example input."
+        if summaries
+        else f"No model matched. Families: {', '.join(families())}; tasks: {', '.join(tasks())}."
+    )
+    return ModelList(count=len(summaries), models=summaries, next=hint)
+
+
+def describe_model(model: str) -> ModelDescription:
+    endpoint_id = normalize_endpoint_id(model)
+    entry = CATALOG.get(endpoint_id)
+    if entry is None:
+        raise NotFoundError(
+            f"{endpoint_id} is not in this server's catalog (it can still be submitted, without local validation). "
+            "list_fal_models shows the catalogued models."
+        )
+    return ModelDescription(
+        model=endpoint_id,
+        title=entry.title,
+        family=entry.family,
+        task=entry.task,
+        input_schema=compact(entry.params.model_json_schema()),
+        output_schema=compact(entry.output.model_json_schema()),
+        example_input=example_input(entry.params),
+        next=f"Submit with submit_fal_job(model='{endpoint_id}', input={{...}}); send only the fields you set.",
+    )
+
+
+def summarize(entry: CatalogEntry) -> ModelSummary:
+    schema = compact(entry.params.model_json_schema())
+    properties: dict[str, Any] = schema.get("properties", {})
+    required = list(schema.get("required", []))
+    notable = [name for name in properties if name not in required and "enum" in properties[name]]
+    parts = [f"{name}: {'|'.join(str(v) for v in properties[name]['enum'])}" for name in notable[:KEY_FIELDS_SHOWN]]
+    return ModelSummary(
+        model=entry.endpoint_id,
+        title=entry.title,
+        family=entry.family,
+        task=entry.task,
+        featured=entry.featured,
+        required=required,
+        key_parameters="; ".join(parts),
+    )
+
+
+def families() -> list[str]:
+    return sorted({entry.family for entry in CATALOG.values()})
+
+
+def tasks() -> list[str]:
+    return sorted({entry.task for entry in CATALOG.values()})
+
+
+def featured_input_schema() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The `anyOf` arms for submit_fal_job's `input` (one per featured model, then any object) and their `$defs`."""
+    featured = {entry.endpoint_id: entry.params for entry in CATALOG.values() if entry.featured}
+    refs, defs = shared_defs_schema(featured)
+    arms: list[dict[str, Any]] = []
+    for endpoint_id, ref in refs.items():
+        name = ref["$ref"].removeprefix("#/$defs/")
+        defs[name] = {**defs[name], "description": f"input for model {endpoint_id}"}
+        arms.append(ref)
+    arms.append({"type": "object", "description": "input for any other model (see describe_fal_model)"})
+    return arms, without_descriptions(compact(defs), SELF_EXPLANATORY)
