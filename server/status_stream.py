@@ -26,7 +26,9 @@ class StreamRefused(Exception):
         self.permanent = permanent
 
 
-async def stream_status(upstream: FalQueueClient, endpoint_id: str, request_id: str) -> AsyncGenerator[StatusReport, None]:
+async def stream_status(
+    upstream: FalQueueClient, endpoint_id: str, request_id: str
+) -> AsyncGenerator[StatusReport, None]:
     """Yield each status the stream reports until COMPLETED (then stop) or until the stream ends."""
     url, headers = upstream.prepare(upstream.status_path(endpoint_id, request_id) + "/stream")
     timeout = httpx.Timeout(STREAM_READ_TIMEOUT_SECONDS, connect=upstream.settings.connect_timeout)

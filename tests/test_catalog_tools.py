@@ -10,10 +10,10 @@ import pytest
 from server.errors import UpstreamValidationError
 from server.sandbox import Sandbox
 from server.upstream import FalQueueClient, create_http_client
+from tests.helpers import connect, make_settings, text_of
 from tools.catalog import CATALOG
 from tools.examples import example_input
 from tools.schema import compact
-from tests.helpers import connect, make_settings, text_of
 
 pytestmark = pytest.mark.anyio
 TOOLS_LIST_BUDGET_BYTES = 16 * 1024
