@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from server import media_files
 from server.ids import app_id
+from server.sandbox_storage import storage_routes
 from tools.catalog import CatalogEntry, lookup
 from tools.examples import example_output
 
@@ -94,6 +95,7 @@ class Sandbox:
         self.requests: list[SeenRequest] = []
         self.fail_next: list[str] = []  # error messages for the next submitted jobs to fail with
         self.faults: list[Fault] = []
+        self.stored_files: dict[str, tuple[bytes, str]] = {}
         self.base_url = ""
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -201,6 +203,8 @@ class Sandbox:
         return Starlette(
             routes=[
                 Route("/files/{request_id}/{name}", self._file, methods=["GET"]),
+                # fal storage (uploads), mounted before the catch-all submit route
+                *(self._recorded(route) for route in storage_routes(self.config.key, self.stored_files, self._base)),
                 Route("/{path:path}/requests/{request_id}/status/stream", self._stream, methods=["GET"]),
                 Route("/{path:path}/requests/{request_id}/status", self._status, methods=["GET"]),
                 Route("/{path:path}/requests/{request_id}/cancel", self._cancel, methods=["PUT"]),
@@ -208,6 +212,20 @@ class Sandbox:
                 Route("/{path:path}", self._submit, methods=["POST"]),
             ]
         )
+
+    def _base(self) -> str:
+        return self.base_url
+
+    def _recorded(self, route: Route) -> Route:
+        """The same route, with its requests recorded like every other sandbox request."""
+        endpoint = route.endpoint
+
+        async def recorded(request: Request) -> Response:
+            await self._record(request)
+            response: Response = await endpoint(request)
+            return response
+
+        return Route(route.path, recorded, methods=sorted(route.methods or ()))
 
     async def _record(self, request: Request) -> None:
         body = await request.body()

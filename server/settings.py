@@ -45,6 +45,10 @@ ENV_NAMES: dict[str, str] = {
     "progress_interval": "FAL_MCP_PROGRESS_INTERVAL",
     "max_streams": "FAL_MCP_MAX_STREAMS",
     "use_status_stream": "FAL_MCP_USE_STATUS_STREAM",
+    "file_roots": "FAL_MCP_FILE_ROOTS",
+    "max_upload_bytes": "FAL_MCP_MAX_UPLOAD_BYTES",
+    "storage_token_base": "FAL_MCP_STORAGE_TOKEN_BASE",
+    "storage_upload_base": "FAL_MCP_STORAGE_UPLOAD_BASE",
 }
 
 
@@ -89,18 +93,29 @@ class Settings(BaseModel):
     progress_interval: float = Field(2.0, gt=0, le=60, description="most seconds between progress notifications")
     max_streams: int = Field(10, ge=0, le=1000, description="status streams open at once; other waits poll")
     use_status_stream: bool = Field(True, description="wait through fal's status stream where the provider has one")
+    file_roots: tuple[Path, ...] = Field(
+        default_factory=lambda: (Path.home(),), description="folders local files may be read from (os.pathsep list)"
+    )
+    max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest local file read for upload")
+    storage_token_base: str = Field("https://rest.fal.ai", description="fal storage token host (needs a fal key)")
+    storage_upload_base: str | None = Field(None, description="fal storage upload host; default: the token's")
+
+    @field_validator("file_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(Path(part).expanduser() for part in value.split(os.pathsep) if part.strip())
+        return value
+
+    @field_validator("storage_token_base", "storage_upload_base")
+    @classmethod
+    def _check_storage_base(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_base(value)
 
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL such as https://api.uniapi.io, got {value!r}")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("plain http is allowed only for loopback hosts (127.0.0.1, localhost); use https")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must not carry a query, fragment or credentials")
-        return value.rstrip("/")
+        return _checked_base(value)
 
     @model_validator(mode="after")
     def _check_fal_key_pair(self) -> Settings:
@@ -117,6 +132,15 @@ class Settings(BaseModel):
         """The key for the configured provider, or None when none is set."""
         if self.provider == "uniapi":
             return self.uniapi_key.get_secret_value() if self.uniapi_key else None
+        return self.fal_api_key()
+
+    def secrets(self) -> list[str]:
+        """Every key value configured, for redaction."""
+        values = (self.uniapi_key, self.fal_key, self.fal_key_id, self.fal_key_secret)
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+    def fal_api_key(self) -> str | None:
+        """A fal key, whatever the provider: only fal's own storage accepts uploads (a UniAPI token cannot)."""
         if self.fal_key is not None:
             return self.fal_key.get_secret_value()
         if self.fal_key_id is not None and self.fal_key_secret is not None:
@@ -141,6 +165,17 @@ class Settings(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
+
+
+def _checked_base(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL such as https://api.uniapi.io, got {value!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("plain http is allowed only for loopback hosts (127.0.0.1, localhost); use https")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not carry a query, fragment or credentials")
+    return value.rstrip("/")
 
 
 def _default_provider(raw: Mapping[str, object]) -> str:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import jsonschema
 from mcp import Client
 
 from server.app import create_server
@@ -35,10 +36,31 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
     return Settings.from_env({}, **values)
 
 
+class CheckedClient:
+    """An in-memory client that also checks every structured answer against the tool's published outputSchema,
+    as a stdio client does (the in-memory transport skips that check)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._schemas: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        if not self._schemas:
+            listed = await self._client.list_tools()
+            self._schemas = {tool.name: tool.output_schema for tool in listed.tools}
+        result = await self._client.call_tool(name, arguments, **kwargs)
+        if not result.is_error and self._schemas.get(name) is not None:
+            jsonschema.validate(result.structured_content, self._schemas[name])
+        return result
+
+
 @asynccontextmanager
-async def connect(settings: Settings) -> AsyncIterator[Client]:
+async def connect(settings: Settings) -> AsyncIterator[Any]:
     async with Client(create_server(settings)) as client:
-        yield client
+        yield CheckedClient(client)
 
 
 def text_of(result: Any) -> str:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from server.errors import FalError, redact
 from server.ids import InvalidIdError
 from server.runtime import Runtime
-from tools import models_info, operations
+from tools import file_inputs, models_info, operations
 from tools.answers import CancelAnswer, ResultAnswer, StatusAnswer, SubmitAnswer
 from tools.schema import compact, without_descriptions
 from tools.validation import InputInvalidError
@@ -49,6 +49,11 @@ def build_tools() -> list[Tool]:
         ),
         (list_fal_models, "List the catalogued fal models", CATALOG_READ),
         (describe_fal_model, "Describe a fal model's parameters", CATALOG_READ),
+        (
+            upload_fal_file,
+            "Upload a local file for a model input",
+            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
+        ),
         (get_fal_status, "Check a fal job's status", READ_ONLY),
         (get_fal_result, "Get a fal job's result (optionally waiting)", READ_ONLY),
         (
@@ -75,7 +80,7 @@ def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> T
     output = tool.fn_metadata.output_schema
     if output is not None:
         # Output fields are explained by each answer's `next` sentence; their descriptions would only cost context.
-        tool.fn_metadata.output_schema = without_descriptions(compact(output))
+        tool.fn_metadata.output_schema = without_descriptions(compact(output, inputs=False))
     return tool
 
 
@@ -134,6 +139,17 @@ async def describe_fal_model(
     and a minimal valid example input to start from.
     """
     return await _answer(ctx, lambda: models_info.describe_model(model))
+
+
+async def upload_fal_file(
+    path: Annotated[str, Field(description="Absolute path (or file:// URL) of a local image, video or audio file.")],
+    ctx: Context[Runtime, Any],
+) -> Annotated[CallToolResult, file_inputs.UploadAnswer]:
+    """Turn a local media file into a URL for a model's file field (image_url, start_image_url, ...): uploaded to
+    fal storage with a fal key, else inlined as a data URI (size-capped). Only media files under the allowed
+    folders are read. submit_fal_job also accepts such paths directly in file fields.
+    """
+    return await _answer(ctx, lambda: file_inputs.upload(_runtime(ctx), path))
 
 
 async def get_fal_status(
@@ -200,12 +216,14 @@ def _runtime(ctx: Context[Runtime, Any]) -> Runtime:
 
 async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awaitable[BaseModel]]) -> CallToolResult:
     """Run one tool's work; an anticipated failure becomes an `isError` result, never a stack trace."""
-    secret = _runtime(ctx).settings.api_key()
+    secrets = _runtime(ctx).settings.secrets()
     try:
         outcome = work()
         answer = await outcome if inspect.isawaitable(outcome) else outcome
     except (FalError, InvalidIdError, InputInvalidError) as exc:
-        text = redact(str(exc), secret)
+        text = str(exc)
+        for secret in secrets:
+            text = redact(text, secret)
         log.info("tool call refused or failed: %s", text)
         return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
     return success(answer)

@@ -16,6 +16,7 @@ from server.runtime import Runtime
 from server.upstream import StatusReport
 from server.waiting import WaitLimits
 from tools.answers import CancelAnswer, Outcome, ResultAnswer, StatusAnswer, SubmitAnswer
+from tools.file_inputs import convert_local_fields
 from tools.media import find_media
 from tools.validation import check_input
 
@@ -28,7 +29,8 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
     if not isinstance(params, dict):
         raise InvalidRequestError('input must be a JSON object of the model\'s parameters, e.g. {"prompt": "..."}')
     checked = check_input(endpoint_id, params)
-    receipt = await rt.upstream.submit(endpoint_id, checked.body)
+    body, file_notes = await convert_local_fields(rt, checked.entry, checked.body)
+    receipt = await rt.upstream.submit(endpoint_id, body)
     rt.jobs.remember(receipt.request_id, endpoint_id)
     return SubmitAnswer(
         request_id=receipt.request_id,
@@ -36,7 +38,7 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
         status=receipt.status,
         queue_position=receipt.queue_position,
         validated=checked.entry is not None,
-        notes=checked.notes,
+        notes=checked.notes + file_notes,
         next=(
             f"Submitted; video jobs take 1-5 minutes. Call get_fal_result(request_id='{receipt.request_id}', "
             f"wait_seconds={rt.settings.max_wait_seconds:.0f}) to wait for it with progress (repeat while done is "

@@ -1,7 +1,8 @@
 """Compacting published JSON schemas: every byte of `tools/list` is context an assistant pays for each turn.
 
 Only what the reader gains nothing from is dropped: generated titles, `null` defaults, `additionalProperties:
-true` (the JSON Schema default), and the `null` arm of optional fields (omitting a field is how it is unset).
+true` (the JSON Schema default), and, in input schemas, the `null` arm of optional fields (omitting a field is
+how it is unset). Output schemas keep their `null` arms: answers do carry nulls, and clients validate them.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 
-def compact(schema: Any) -> Any:
+def compact(schema: Any, *, inputs: bool = True) -> Any:
     """Return a smaller equivalent-for-the-reader copy of `schema`; property names are never touched."""
     if isinstance(schema, list):
-        return [compact(item) for item in schema]
+        return [compact(item, inputs=inputs) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    schema = _drop_null_arm(schema)
+    if inputs:
+        schema = _drop_null_arm(schema)
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if (key == "title" and isinstance(value, str)) or (key == "default" and value is None):
@@ -27,9 +29,9 @@ def compact(schema: Any) -> Any:
         if key == "additionalProperties" and value is True:
             continue
         if key in ("properties", "$defs") and isinstance(value, dict):
-            out[key] = {name: compact(sub) for name, sub in value.items()}
+            out[key] = {name: compact(sub, inputs=inputs) for name, sub in value.items()}
         else:
-            out[key] = compact(value)
+            out[key] = compact(value, inputs=inputs)
     return out
 
 
