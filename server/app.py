@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 
 from server.runtime import Runtime, open_runtime
 from server.settings import Settings
+from server.watcher import Watcher
 
 INSTRUCTIONS = (
     "Generate videos and images with fal.ai models. submit_fal_job starts a job and returns a request_id at "
@@ -18,12 +20,15 @@ INSTRUCTIONS = (
 
 
 def create_server(settings: Settings) -> MCPServer[Runtime]:
+    from tools import mcp_resources, mcp_tools, records
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
-        async with open_runtime(settings) as runtime:
+        async with open_runtime(settings) as runtime, anyio.create_task_group() as background:
+            if settings.watch_jobs:
+                background.start_soon(Watcher(runtime, records.refresh).run)
             yield runtime
-
-    from tools import mcp_resources, mcp_tools
+            background.cancel_scope.cancel()
 
     server: MCPServer[Runtime] = MCPServer(
         "fal-queue-mcp",

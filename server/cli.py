@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from server.settings import Settings, SettingsError
 
@@ -60,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fal-queue-mcp: {exc}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(settings.log_level)
+    from server.ledger import LedgerError
+    from server.runtime import open_ledger
+
+    try:
+        open_ledger(settings).close()  # a corrupt or newer ledger is reported now, not at the first call
+    except LedgerError as exc:
+        print(f"fal-queue-mcp: {exc}", file=sys.stderr)
+        return 2
     from server.app import create_server
 
     try:

@@ -1,15 +1,22 @@
-"""What the tools share for the server's lifetime: settings, the upstream client, the jobs known here."""
+"""What the tools share for the server's lifetime: settings, the upstream client, the ledger, the waiter."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
 
 from server.jobs import JobRegistry
+from server.ledger import Ledger
 from server.settings import Settings
 from server.upstream import FalQueueClient, create_http_client
 from server.waiting import Waiter
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -18,13 +25,26 @@ class Runtime:
     upstream: FalQueueClient
     jobs: JobRegistry
     waiter: Waiter
+    ledger: Ledger
+
+    async def db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a (short, blocking) ledger call in a worker thread, so the event loop never waits on SQLite."""
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    return Ledger(Ledger.default_path(settings.state_dir))
 
 
 @asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    """One pooled HTTP client for the whole lifetime, closed on the way out."""
-    async with create_http_client(settings) as http:
-        upstream = FalQueueClient(settings, http)
-        # Streams hold a connection for a whole wait: keep at most half the pool for them, so polls always fit.
-        waiter = Waiter(upstream, max_streams=min(settings.max_streams, settings.max_connections // 2))
-        yield Runtime(settings=settings, upstream=upstream, jobs=JobRegistry(), waiter=waiter)
+    """One pooled HTTP client and one ledger connection for the whole lifetime, closed on the way out."""
+    ledger = open_ledger(settings)
+    try:
+        async with create_http_client(settings) as http:
+            upstream = FalQueueClient(settings, http)
+            # Streams hold a connection for a whole wait: keep at most half the pool for them, so polls always fit.
+            waiter = Waiter(upstream, max_streams=min(settings.max_streams, settings.max_connections // 2))
+            yield Runtime(settings=settings, upstream=upstream, jobs=JobRegistry(), waiter=waiter, ledger=ledger)
+    finally:
+        ledger.close()

@@ -49,15 +49,20 @@ ENV_NAMES: dict[str, str] = {
     "max_upload_bytes": "FAL_MCP_MAX_UPLOAD_BYTES",
     "storage_token_base": "FAL_MCP_STORAGE_TOKEN_BASE",
     "storage_upload_base": "FAL_MCP_STORAGE_UPLOAD_BASE",
+    "watch_jobs": "FAL_MCP_WATCH_JOBS",
+    "watch_first_interval": "FAL_MCP_WATCH_FIRST_INTERVAL",
+    "watch_max_interval": "FAL_MCP_WATCH_MAX_INTERVAL",
+    "watch_max_jobs": "FAL_MCP_WATCH_MAX_JOBS",
+    "watch_max_age": "FAL_MCP_WATCH_MAX_AGE",
+    "max_stored_result_bytes": "FAL_MCP_MAX_STORED_RESULT_BYTES",
+    "download_dir": "FAL_MCP_DOWNLOAD_DIR",
+    "max_download_bytes": "FAL_MCP_MAX_DOWNLOAD_BYTES",
+    "download_timeout": "FAL_MCP_DOWNLOAD_TIMEOUT",
 }
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the environment variable."""
-
-
-def _default_state_dir() -> Path:
-    return Path.home() / ".local" / "state" / "fal-queue-mcp"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -78,7 +83,7 @@ class Settings(BaseModel):
     fal_key: SecretStr | None = None
     fal_key_id: SecretStr | None = None
     fal_key_secret: SecretStr | None = None
-    state_dir: Path = Field(default_factory=_default_state_dir)
+    state_dir: Path | None = Field(None, description="where the job ledger lives; default: the user state dir")
     submit_timeout: float = Field(60.0, gt=0, le=600, description="seconds to wait for a submit's answer")
     request_timeout: float = Field(20.0, gt=0, le=600, description="seconds to wait for one status/result answer")
     connect_timeout: float = Field(10.0, gt=0, le=120, description="seconds to open a connection")
@@ -99,6 +104,16 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1, description="largest local file read for upload")
     storage_token_base: str = Field("https://rest.fal.ai", description="fal storage token host (needs a fal key)")
     storage_upload_base: str | None = Field(None, description="fal storage upload host; default: the token's")
+
+    watch_jobs: bool = Field(True, description="watch unfinished jobs and store each result as it completes")
+    watch_first_interval: float = Field(5.0, gt=0, le=3600, description="first check of a watched job, seconds")
+    watch_max_interval: float = Field(30.0, gt=0, le=3600, description="longest interval between checks of a job")
+    watch_max_jobs: int = Field(50, ge=1, le=10_000, description="unfinished jobs watched at once")
+    watch_max_age: float = Field(6 * 3600.0, gt=0, description="seconds after submit a job stops being watched")
+    max_stored_result_bytes: int = Field(1_000_000, ge=1024, description="largest result JSON kept in the ledger")
+    download_dir: Path | None = Field(None, description="where downloads go; default: Downloads/fal-queue-mcp")
+    max_download_bytes: int = Field(500 * 1024 * 1024, ge=1, description="largest media file downloaded")
+    download_timeout: float = Field(300.0, gt=0, le=3600, description="seconds one media download may take")
 
     @field_validator("file_roots", mode="before")
     @classmethod

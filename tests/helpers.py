@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -31,6 +33,9 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "retry_deadline": 2.0,
         "request_timeout": 2.0,
         "submit_timeout": 2.0,
+        # each server gets a ledger of its own; the watcher is tested on its own (it adds upstream requests)
+        "state_dir": Path(tempfile.mkdtemp(prefix="fal-mcp-test-")),
+        "watch_jobs": False,
     }
     values.update(overrides)
     return Settings.from_env({}, **values)

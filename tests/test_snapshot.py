@@ -37,12 +37,14 @@ async def test_every_tool_has_title_description_and_annotations(settings) -> Non
         assert tool.output_schema is not None, tool.name
     by_name = {tool.name: tool for tool in listed.tools}
     assert by_name["get_fal_status"].annotations.read_only_hint is True
-    assert by_name["get_fal_result"].annotations.read_only_hint is True
+    # get_fal_result keeps results in the ledger and may download files: not read-only, but idempotent
+    assert by_name["get_fal_result"].annotations.read_only_hint is False
+    assert by_name["get_fal_result"].annotations.idempotent_hint is True
     assert by_name["submit_fal_job"].annotations.read_only_hint is False
     assert by_name["submit_fal_job"].annotations.idempotent_hint is False
     assert by_name["cancel_fal_job"].annotations.destructive_hint is True
     for name in ("submit_fal_job", "get_fal_status", "get_fal_result", "cancel_fal_job"):
         assert by_name[name].annotations.open_world_hint is True, name
-    for name in ("list_fal_models", "describe_fal_model"):  # the catalog is local
+    for name in ("list_fal_models", "describe_fal_model", "list_fal_jobs"):  # the catalog and ledger are local
         assert by_name[name].annotations.open_world_hint is False, name
         assert by_name[name].annotations.read_only_hint is True, name

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -22,7 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))}
-    env.update({"UNIAPI_KEY": sandbox.config.key, "FAL_MCP_BASE_URL": sandbox.base_url, "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "UNIAPI_KEY": sandbox.config.key,
+            "FAL_MCP_BASE_URL": sandbox.base_url,
+            "PYTHONPATH": str(ROOT),
+            "FAL_MCP_STATE_DIR": tempfile.mkdtemp(prefix="fal-mcp-stdio-"),
+        }
+    )
     env.update(extra)
     return env
 

@@ -72,8 +72,12 @@ async def test_uniapi_spelling_and_explicit_model(sandbox: Sandbox, settings) ->
         submitted = await client.call_tool("submit_fal_job", {"model": short, "input": SEED_INPUT})
         request_id = submitted.structured_content["request_id"]
         assert submitted.structured_content["model"] == SEED_MODEL
-    # A fresh server (no memory of the job) needs the model; both spellings work.
+    # A restarted server sharing the ledger knows the job without its model.
     async with connect(settings) as client:
+        known = await client.call_tool("get_fal_status", {"request_id": request_id})
+        assert not known.is_error and known.structured_content["model"] == SEED_MODEL
+    # A server with another ledger needs the model; both spellings work.
+    async with connect(make_settings(sandbox)) as client:
         refused = await client.call_tool("get_fal_status", {"request_id": request_id})
         assert refused.is_error and "model" in text_of(refused)
         answer = await client.call_tool("get_fal_status", {"request_id": request_id, "model": short})

@@ -20,21 +20,20 @@ from pydantic import BaseModel, Field
 from server.errors import FalError, redact
 from server.ids import InvalidIdError
 from server.runtime import Runtime
-from tools import file_inputs, models_info, operations
+from tools import file_inputs, models_info, operations, records, results
 from tools.answers import CancelAnswer, ResultAnswer, StatusAnswer, SubmitAnswer
 from tools.schema import compact, without_descriptions
 from tools.validation import InputInvalidError
 
 log = logging.getLogger(__name__)
 
-RequestId = Annotated[str, Field(description="The request_id returned by submit_fal_job.")]
-OptionalModel = Annotated[
-    str | None,
-    Field(description="The endpoint id the job was submitted to; optional for jobs submitted by this server."),
-]
+RequestId = Annotated[str, Field(description="From submit_fal_job.")]
+OptionalModel = Annotated[str | None, Field(description="Endpoint id; needed only for jobs not recorded here.")]
 
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+# The ledger is local too.
+LEDGER_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 # The catalog is local: reading it touches no outside system.
 CATALOG_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
@@ -55,7 +54,13 @@ def build_tools() -> list[Tool]:
             ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
         ),
         (get_fal_status, "Check a fal job's status", READ_ONLY),
-        (get_fal_result, "Get a fal job's result (optionally waiting)", READ_ONLY),
+        # Not read-only: it keeps the result in the ledger and, with download=true, writes the media files.
+        (
+            get_fal_result,
+            "Get a fal job's result (optionally waiting)",
+            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
+        ),
+        (list_fal_jobs, "List recorded fal jobs", LEDGER_READ),
         (
             cancel_fal_job,
             "Cancel a fal job",
@@ -80,7 +85,8 @@ def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> T
     output = tool.fn_metadata.output_schema
     if output is not None:
         # Output fields are explained by each answer's `next` sentence; their descriptions would only cost context.
-        tool.fn_metadata.output_schema = without_descriptions(compact(output, inputs=False))
+        # Unset fields are left out of answers (see `success`), so the schema needs no `null` arms either.
+        tool.fn_metadata.output_schema = without_descriptions(compact(output))
     return tool
 
 
@@ -101,11 +107,9 @@ async def submit_fal_job(
     ],
     ctx: Context[Runtime, Any],
 ) -> Annotated[CallToolResult, SubmitAnswer]:
-    """Start a fal.ai generation (video or image) and return its request_id at once; it does not wait.
-
-    The input is checked against the model's catalogued parameters first: a request fal would reject is
-    refused here, with every wrong field named, before anything is paid for. Video jobs take 1-5 minutes:
-    follow up with get_fal_result (or get_fal_status). Each call starts a new, billed job.
+    """Start a fal.ai video/image job; returns its request_id at once (no waiting). The input is checked
+    against the model's parameters first: an invalid request is refused here, every wrong field named, before
+    anything is paid for. Each call starts a new, billed job. Then call get_fal_result with wait_seconds.
     """
     return await _answer(ctx, lambda: operations.submit(_runtime(ctx), model, input))
 
@@ -125,8 +129,8 @@ async def list_fal_models(
     ] = None,
     query: Annotated[str | None, Field(description="Words that must all appear in the id or title.")] = None,
 ) -> Annotated[CallToolResult, models_info.ModelList]:
-    """List the fal models this server knows (validated before submit), featured first, with each model's
-    required fields and main options. Any other fal endpoint id can still be submitted, unvalidated.
+    """List the catalogued fal models (validated before submit), featured first, with required fields and
+    main options. Other fal endpoint ids can still be submitted, unvalidated.
     """
     return await _answer(ctx, lambda: models_info.list_models(task, family, query))
 
@@ -135,8 +139,8 @@ async def describe_fal_model(
     model: Annotated[str, Field(description="fal endpoint id, e.g. 'fal-ai/veo3.1/fast/image-to-video'.")],
     ctx: Context[Runtime, Any],
 ) -> Annotated[CallToolResult, models_info.ModelDescription]:
-    """A catalogued model's full input JSON schema (fields, types, enums, ranges, defaults), its output schema,
-    and a minimal valid example input to start from.
+    """A catalogued model's input schema (types, enums, ranges, defaults), output schema and a minimal valid
+    example input.
     """
     return await _answer(ctx, lambda: models_info.describe_model(model))
 
@@ -145,19 +149,33 @@ async def upload_fal_file(
     path: Annotated[str, Field(description="Absolute path (or file:// URL) of a local image, video or audio file.")],
     ctx: Context[Runtime, Any],
 ) -> Annotated[CallToolResult, file_inputs.UploadAnswer]:
-    """Turn a local media file into a URL for a model's file field (image_url, start_image_url, ...): uploaded to
-    fal storage with a fal key, else inlined as a data URI (size-capped). Only media files under the allowed
-    folders are read. submit_fal_job also accepts such paths directly in file fields.
+    """Turn a local image/video/audio file into a URL for a model's file field (image_url, ...): uploaded to fal
+    storage with a fal key, else a size-capped data URI. submit_fal_job also accepts such paths directly.
     """
     return await _answer(ctx, lambda: file_inputs.upload(_runtime(ctx), path))
+
+
+async def list_fal_jobs(
+    ctx: Context[Runtime, Any],
+    status: Annotated[
+        str | None,
+        Field(description="Filter: submitted, completed, failed, cancelled, unknown, rejected or submitting."),
+    ] = None,
+    model: Annotated[str | None, Field(description="Filter: endpoint id.")] = None,
+    since: Annotated[str | None, Field(description="Only jobs submitted since this ISO date/time.")] = None,
+    limit: Annotated[int, Field(ge=1, le=records.MAX_LIST_LIMIT)] = 20,
+) -> Annotated[CallToolResult, records.JobList]:
+    """Jobs recorded by this server (kept across restarts), newest first, with status and media URLs. Check
+    here before resubmitting.
+    """
+    return await _answer(ctx, lambda: records.list_jobs(_runtime(ctx), status, model, since, limit))
 
 
 async def get_fal_status(
     request_id: RequestId, ctx: Context[Runtime, Any], model: OptionalModel = None
 ) -> Annotated[CallToolResult, StatusAnswer]:
-    """Check a submitted job: IN_QUEUE (with queue position), IN_PROGRESS (with recent log lines) or COMPLETED.
-
-    outcome is 'failed' when the job completed with an error (the error is included). Cheap and read-only.
+    """A job's status: IN_QUEUE (queue position), IN_PROGRESS (recent logs) or COMPLETED; outcome 'failed'
+    when it completed with an error.
     """
     return await _answer(ctx, lambda: operations.status(_runtime(ctx), request_id, model))
 
@@ -168,37 +186,28 @@ async def get_fal_result(
     model: OptionalModel = None,
     wait_seconds: Annotated[
         float,
-        Field(
-            ge=0,
-            description="Wait up to this many seconds for the job to finish (capped by the server, "
-            "default cap 50), reporting progress. 0 returns at once.",
-        ),
+        Field(ge=0, description="Seconds to wait for the job (capped by the server, default 50)."),
     ] = 0,
 ) -> Annotated[CallToolResult, ResultAnswer]:
-    """Get a job's output (video/image URLs and the model's other fields) once it is done.
-
-    With wait_seconds > 0 it waits for the job (returning as soon as it is done) and sends progress. While the
-    job is still queued or running this is not an error: done is false and next says what to call. A failed or
-    cancelled job comes back as an error carrying the upstream's explanation.
+    """A job's output (media URLs and the model's fields). wait_seconds > 0 waits for it with progress. Still
+    running is not an error: done is false, next says what to call. Failed or cancelled jobs are errors.
     """
     return await _answer(
         ctx,
-        lambda: operations.result(_runtime(ctx), request_id, model, wait_seconds, progress=_progress_reporter(ctx)),
+        lambda: results.result(_runtime(ctx), request_id, model, wait_seconds, progress=_progress_reporter(ctx)),
     )
 
 
 async def cancel_fal_job(
     request_id: RequestId, ctx: Context[Runtime, Any], model: OptionalModel = None
 ) -> Annotated[CallToolResult, CancelAnswer]:
-    """Ask the upstream to cancel a queued or running job (it is then not completed; billing depends on the
-    provider). Answers whether cancellation was requested or the job had already completed. Some providers
-    (UniAPI) have no cancel route: that is reported plainly. Cancelling a get_fal_result wait does NOT cancel
-    the job; this does.
+    """Cancel a queued or running job upstream (some providers, e.g. UniAPI, cannot: said plainly). Cancelling
+    a get_fal_result wait does not cancel the job; this does.
     """
     return await _answer(ctx, lambda: operations.cancel(_runtime(ctx), request_id, model))
 
 
-def _progress_reporter(ctx: Context[Runtime, Any]) -> operations.Progress:
+def _progress_reporter(ctx: Context[Runtime, Any]) -> results.Progress:
     """Progress notifications whose values only grow (seconds waited), each with a one-line status."""
     last = 0.0
 
@@ -230,7 +239,7 @@ async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awa
 
 
 def success(answer: BaseModel) -> CallToolResult:
-    structured = answer.model_dump(mode="json")
+    structured = answer.model_dump(mode="json", exclude_none=True)
     content: list[ContentBlock] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
     for item in structured.get("media") or []:
         content.append(

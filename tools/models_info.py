@@ -96,7 +96,7 @@ def describe_model(model: str) -> ModelDescription:
         family=entry.family,
         task=entry.task,
         input_schema=compact(entry.params.model_json_schema()),
-        output_schema=compact(entry.output.model_json_schema(), inputs=False),
+        output_schema=compact(entry.output.model_json_schema(), drop_null=False),
         example_input=example_input(entry.params),
         next=f"Submit with submit_fal_job(model='{endpoint_id}', input={{...}}); send only the fields you set.",
     )

@@ -1,8 +1,9 @@
 """Compacting published JSON schemas: every byte of `tools/list` is context an assistant pays for each turn.
 
 Only what the reader gains nothing from is dropped: generated titles, `null` defaults, `additionalProperties:
-true` (the JSON Schema default), and, in input schemas, the `null` arm of optional fields (omitting a field is
-how it is unset). Output schemas keep their `null` arms: answers do carry nulls, and clients validate them.
+true` (the JSON Schema default), and the `null` arm of optional fields: an unset field is left out, both in
+inputs and in this server's answers (dumped with `exclude_none`). Schemas of fal's own outputs keep their
+`null` arms (`drop_null=False`), since fal's answers do carry nulls.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 
-def compact(schema: Any, *, inputs: bool = True) -> Any:
+def compact(schema: Any, *, drop_null: bool = True) -> Any:
     """Return a smaller equivalent-for-the-reader copy of `schema`; property names are never touched."""
     if isinstance(schema, list):
-        return [compact(item, inputs=inputs) for item in schema]
+        return [compact(item, drop_null=drop_null) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    if inputs:
+    if drop_null:
         schema = _drop_null_arm(schema)
     out: dict[str, Any] = {}
     for key, value in schema.items():
@@ -29,9 +30,9 @@ def compact(schema: Any, *, inputs: bool = True) -> Any:
         if key == "additionalProperties" and value is True:
             continue
         if key in ("properties", "$defs") and isinstance(value, dict):
-            out[key] = {name: compact(sub, inputs=inputs) for name, sub in value.items()}
+            out[key] = {name: compact(sub, drop_null=drop_null) for name, sub in value.items()}
         else:
-            out[key] = compact(value, inputs=inputs)
+            out[key] = compact(value, drop_null=drop_null)
     return out
 
 

@@ -1,0 +1,565 @@
+"""Saving a finished job's output media files to disk, safely.
+
+Protocol-free (no MCP here). A media URL comes out of a job's result, which a prompt or an upstream can steer,
+so it is treated as hostile: only http(s), never to an IP literal on a private, link-local (cloud metadata),
+multicast, reserved or unspecified address, loopback only when the caller allows it, at most 3 redirects and
+each one re-checked. The request carries only Accept, Accept-Encoding and User-Agent: never the API key or a
+cookie, whatever the shared client's defaults. The body streams to a hidden temporary file in the target folder,
+capped in size and time and hashed on the way, is fsynced, then published under a sanitised name that never
+replaces a different file. A message never quotes a header value and quotes at most a short body excerpt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import ipaddress
+import mimetypes
+import os
+import re
+import socket
+import stat
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from server.errors import FalError
+from server.local_files import EXTENSIONS
+
+MAX_REDIRECTS = 3
+MAX_NAME_CHARS = 100
+MAX_COPIES = 999  # "name (999).mp4" is the last name tried before giving up
+WRITE_BYTES = 1024 * 1024  # network chunks are gathered up to this before each write (one thread hop per MiB)
+STALL_SECONDS = 30.0  # a connection that stays silent this long fails even when the overall budget remains
+EXCERPT_CHARS = 80
+# Exactly these headers go out. Accept-Encoding: identity because without it any coding is acceptable (RFC
+# 9110), and a compressed body could expand far past the size cap in memory before a single byte is counted.
+REQUEST_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "fal-queue-mcp/0.1"}
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_DROPPED = frozenset({"Cc", "Cf"})  # control and invisible format characters (NUL, bidi overrides) are removed
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9._ -]+")
+_EXTENSION = re.compile(r"[A-Za-z0-9]{1,8}")
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,60}/[a-z0-9!#$&^_.+-]{1,60}")
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {f"{port}{n}" for port in ("COM", "LPT") for n in range(10)}
+)
+# Extensions a double click would run: a name from the job result must not turn a download into a program.
+_RUNNABLE = frozenset(
+    {"exe", "com", "bat", "cmd", "scr", "pif", "msi", "dll", "cpl", "ps1", "vbs", "vbe", "js", "jse", "wsf"}
+    | {"wsh", "hta", "lnk", "jar", "app", "sh", "command", "desktop", "reg", "url", "scf", "msc", "appref"}
+)
+# Names that only resolve inside a network (RFC 6762 .local, ICANN's .internal, RFC 8375 home.arpa), where
+# metadata.google.internal lives. Single-label names (no dot) resolve only through local search domains.
+_LOCAL_SUFFIXES = (".local", ".internal", ".home.arpa")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class DownloadError(FalError):
+    """A media file was not saved: the message says what went wrong and what to do; nothing is left behind."""
+
+    kind = "download"
+
+
+@dataclass(frozen=True)
+class SavedFile:
+    url: str  # the URL asked for, not where redirects led
+    path: Path
+    size: int
+    sha256: str
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class DownloadLimits:
+    max_bytes: int
+    timeout_seconds: float  # the whole download: every redirect, the body and the final fsync
+    allow_loopback: bool  # set only when the caller's own upstream is a loopback sandbox
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or not self.timeout_seconds > 0:
+            raise ValueError("max_bytes and timeout_seconds must be positive")
+
+
+async def download_media(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    directory: Path,
+    request_id: str,
+    suggested_name: str | None,
+    content_type: str | None,
+    limits: DownloadLimits,
+) -> SavedFile:
+    """Download `url` into `directory` and return where it was saved, or raise DownloadError.
+
+    On any failure or cancellation no file exists under the final name and the temporary file is gone. Once the
+    file is published (the last step) the download is complete, even if a cancellation arrives just after.
+    """
+    target = _checked_url(url, allow_loopback=limits.allow_loopback)
+    where = _host_of(target)
+    try:
+        with anyio.fail_after(limits.timeout_seconds):
+            await anyio.to_thread.run_sync(_ensure_directory, directory)
+            response = await _open(http, target, limits, where)
+            try:
+                return await _save(
+                    response,
+                    url=url,
+                    directory=directory,
+                    request_id=request_id,
+                    suggested_name=suggested_name,
+                    content_type=content_type,
+                    limits=limits,
+                    where=where,
+                )
+            finally:
+                # Shielded: under cancellation an unshielded await would be interrupted and leak the connection.
+                with anyio.move_on_after(5, shield=True):
+                    await response.aclose()
+    except TimeoutError:
+        raise DownloadError(
+            f"Downloading from {where} took longer than the {limits.timeout_seconds:g}-second limit, so it was "
+            "stopped and nothing was saved. Try again, or raise the download time limit."
+        ) from None
+
+
+def safe_file_name(request_id: str, url: str, suggested_name: str | None, content_type: str | None) -> str:
+    """A plain file name "<first 8 of request id>-<base>.<ext>", safe on any file system.
+
+    The base comes from `suggested_name`, else the URL path's last segment; the extension from that name when it
+    is short, alphanumeric and not runnable, else from `content_type`, else "bin".
+    """
+    prefix = re.sub(r"[^A-Za-z0-9]", "", request_id)[:8] or "job"
+    stem, extension = "", ""
+    for candidate in (suggested_name, _url_file_name(url)):
+        if candidate:
+            stem, extension = _split_extension(_clean_name(candidate))
+            if stem:
+                break
+    stem = stem or "output"
+    extension = extension or _extension_for(content_type) or "bin"
+    if stem.split(".")[0].strip().upper() in _WINDOWS_RESERVED:
+        stem += "_"
+    room = MAX_NAME_CHARS - len(prefix) - len(extension) - 2
+    return f"{prefix}-{stem[:room].rstrip(' .')}.{extension}"
+
+
+# ---- URL checks ---------------------------------------------------------------------------------------------
+
+
+def _checked_url(url: str, *, allow_loopback: bool) -> httpx.URL:
+    """The URL as httpx will send it (so the check and the request cannot parse it differently), or refused."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise DownloadError(
+            "The media URL could not be read as a URL, so nothing was downloaded; pass the http(s) URL exactly "
+            "as the job result gives it."
+        ) from None
+    reason = _refusal(parsed, allow_loopback=allow_loopback)
+    if reason is not None:
+        raise DownloadError(
+            f"The media URL was not downloaded: {reason}. Only http(s) links to public hosts are fetched; nothing "
+            "was sent."
+        )
+    return parsed
+
+
+def _refusal(url: httpx.URL, *, allow_loopback: bool) -> str | None:
+    """Why `url` may not be fetched, or None.
+
+    Host names are not resolved: a public name that resolves to a private address (or rebinds to one) is not
+    caught here. Only IP literals (in any form the resolver would accept) and names that are local by
+    definition are refused.
+    """
+    scheme = url.scheme
+    if scheme not in ("http", "https"):
+        shown = re.sub(r"[^a-z0-9+.-]", "", scheme.lower())[:20]
+        return f"it is a {shown}: URL, not http(s)" if shown else "it is not an absolute http(s) URL"
+    if url.userinfo:
+        # httpx would turn user:password@ into an Authorization header.
+        return "it carries a user name or password"
+    host = url.host.rstrip(".").lower()
+    if not host:
+        return "it has no host"
+    address = _ip_literal(host)
+    if address is None:
+        if host == "localhost" or host.endswith(".localhost"):
+            return None if allow_loopback else "its host is this computer (localhost)"
+        if "." not in host or host.endswith(_LOCAL_SUFFIXES):
+            return "its host is a local-network name"
+        return None
+    return _address_refusal(address, allow_loopback=allow_loopback)
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    # The resolver also takes legacy IPv4 forms (2130706433, 0x7f.1, 017700000001, 127.1) as addresses.
+    if re.fullmatch(r"[0-9a-fx.]+", host) and any(c.isdigit() for c in host):
+        with contextlib.suppress(OSError):
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+    return None
+
+
+def _address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_loopback: bool) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is that IPv4 host
+            return _address_refusal(address.ipv4_mapped, allow_loopback=allow_loopback)
+        teredo = address.teredo[1] if address.teredo else None
+        nat64 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None
+        for embedded in (address.sixtofour, teredo, nat64):  # tunnels that reach an embedded IPv4 host
+            if embedded is not None and (reason := _address_refusal(embedded, allow_loopback=False)):
+                return reason
+    if address.is_loopback:
+        return None if allow_loopback else "its host is a loopback address (this computer)"
+    if address.is_unspecified:
+        return "its host is an unspecified address"
+    if address.is_link_local:
+        return "its host is a link-local address (where cloud metadata services answer)"
+    if address.is_multicast:
+        return "its host is a multicast address"
+    if address.is_private:
+        return "its host is a private-network address"
+    if address.is_reserved or not address.is_global:
+        return "its host is a reserved, non-public address"
+    return None
+
+
+def _host_of(url: httpx.URL) -> str:
+    """The host, for messages (printable ASCII, short)."""
+    host = url.host
+    shown = f"[{host}]" if ":" in host else host
+    return re.sub(r"[^A-Za-z0-9.:\[\]-]", "", shown)[:80] or "the media host"
+
+
+# ---- HTTP -----------------------------------------------------------------------------------------------------
+
+
+async def _open(http: httpx.AsyncClient, url: httpx.URL, limits: DownloadLimits, where: str) -> httpx.Response:
+    """Send the GET, following at most MAX_REDIRECTS redirects by hand, each target checked like the first URL."""
+    timeout = httpx.Timeout(min(limits.timeout_seconds, STALL_SECONDS))
+    for hop in range(MAX_REDIRECTS + 1):
+        # Built directly, not with http.build_request: that would merge the client's default headers and cookies.
+        request = httpx.Request("GET", url, headers=REQUEST_HEADERS, extensions={"timeout": timeout.as_dict()})
+        try:
+            # auth=None: a client-level auth must not apply to a media host either.
+            response = await http.send(request, stream=True, follow_redirects=False, auth=None)
+        except httpx.TimeoutException:
+            raise DownloadError(f"{where} did not answer in time, so nothing was saved; try again.") from None
+        except httpx.HTTPError as exc:
+            raise DownloadError(
+                f"Could not reach {where} ({type(exc).__name__}), so nothing was saved; check the network and "
+                "try again."
+            ) from None
+        if response.status_code not in _REDIRECTS:
+            return response
+        location = response.headers.get("location")
+        with anyio.move_on_after(5, shield=True):
+            await response.aclose()
+        if hop == MAX_REDIRECTS:
+            raise DownloadError(
+                f"{where} redirected more than {MAX_REDIRECTS} times, so the download was stopped and nothing was "
+                "saved."
+            )
+        try:
+            url = url.join(location) if location else httpx.URL()
+        except (httpx.InvalidURL, ValueError):
+            url = httpx.URL()
+        if not url.scheme:
+            raise DownloadError(f"{where} answered with a redirect that has no usable target; nothing was saved.")
+        reason = _refusal(url, allow_loopback=limits.allow_loopback)
+        if reason is not None:
+            # The target is not quoted: it is a header value chosen by the media host.
+            raise DownloadError(
+                f"{where} redirected the download to a refused location ({reason}), so it was not followed and "
+                "nothing was saved."
+            )
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def _save(
+    response: httpx.Response,
+    *,
+    url: str,
+    directory: Path,
+    request_id: str,
+    suggested_name: str | None,
+    content_type: str | None,
+    limits: DownloadLimits,
+    where: str,
+) -> SavedFile:
+    code = response.status_code
+    if code != 200:
+        raise _status_error(code, where, await _excerpt(response))
+    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        raise DownloadError(
+            f"{where} sent the file compressed although it was asked not to; it was not saved. Try again, or "
+            "download it another way."
+        )
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:
+        raise _too_large(where, limits.max_bytes)
+
+    kind = _media_type(content_type) or _media_type(response.headers.get("content-type"))
+    name = safe_file_name(request_id, url, suggested_name, kind)
+    try:
+        file, temporary = await anyio.to_thread.run_sync(_create_temporary, directory)
+        published: Path | None = None
+        try:
+            size, sha256 = await _stream_into(file, response, limits, where)
+            published = await anyio.to_thread.run_sync(_publish, file, temporary, directory, name, sha256, size)
+        finally:
+            if published is None:
+                _discard(file, temporary)
+    except OSError as exc:
+        raise DownloadError(
+            f"Could not write the file into {directory} ({exc.strerror or type(exc).__name__}), so nothing was "
+            "saved; check that the folder is writable and has free space."
+        ) from None
+    return SavedFile(url=url, path=published, size=size, sha256=sha256, content_type=kind)
+
+
+async def _stream_into(
+    file: io.BufferedWriter, response: httpx.Response, limits: DownloadLimits, where: str
+) -> tuple[int, str]:
+    """Write the body into `file` (not yet flushed) and return its size and sha256; refused past the size cap."""
+    digest, size, pending = hashlib.sha256(), 0, bytearray()
+    try:
+        async for chunk in response.aiter_raw():  # raw: the bytes as sent, so the cap counts what is written
+            size += len(chunk)
+            if size > limits.max_bytes:
+                raise _too_large(where, limits.max_bytes)
+            digest.update(chunk)
+            pending += chunk
+            if len(pending) >= WRITE_BYTES:
+                await anyio.to_thread.run_sync(file.write, pending)
+                pending.clear()
+    except httpx.TimeoutException:
+        raise DownloadError(
+            f"The download from {where} stalled, so it was stopped and nothing was saved; try again."
+        ) from None
+    except httpx.HTTPError as exc:
+        raise DownloadError(
+            f"The download from {where} was cut off ({type(exc).__name__}), so nothing was saved; try again."
+        ) from None
+    await anyio.to_thread.run_sync(file.write, pending)
+    return size, digest.hexdigest()
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    """A short, single-line excerpt of a plain-text or JSON error body, or ""."""
+    media_type = _media_type(response.headers.get("content-type")) or ""
+    if not (media_type == "text/plain" or media_type.endswith("json")):
+        return ""
+    raw = bytearray()
+    with contextlib.suppress(httpx.HTTPError):
+        async for chunk in response.aiter_raw():
+            raw += chunk
+            if len(raw) >= 4 * EXCERPT_CHARS:
+                break
+    text = " ".join("".join(c for c in raw.decode("utf-8", "replace") if c.isprintable()).split())
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _status_error(code: int, where: str, excerpt: str) -> DownloadError:
+    said = f": {excerpt}" if excerpt else ""
+    if code in (404, 410):
+        advice = "the file may have expired (fal keeps outputs for a limited time); re-run the job for a new one"
+    elif code in (401, 403):
+        advice = "the link may have expired or need a signature; get a fresh result and try again"
+    elif code == 429 or code >= 500:
+        advice = "try again in a minute"
+    else:
+        advice = "check that the URL is the one the job result gives"
+    return DownloadError(
+        f"{where} answered HTTP {code}{said} instead of the file; nothing was saved: {advice}.", status_code=code
+    )
+
+
+def _too_large(where: str, max_bytes: int) -> DownloadError:
+    return DownloadError(
+        f"The file at {where} is larger than the {max_bytes:,}-byte download limit, so it was not saved. Raise the "
+        "limit, or open the URL directly."
+    )
+
+
+def _media_type(value: str | None) -> str | None:
+    """The bare "type/subtype" of a Content-Type value, or None when there is none or it is malformed."""
+    if not value:
+        return None
+    bare = value.split(";", 1)[0].strip().lower()
+    return bare if _MEDIA_TYPE.fullmatch(bare) else None
+
+
+# ---- names ----------------------------------------------------------------------------------------------------
+
+
+def _url_file_name(url: str) -> str:
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return ""
+    return unquote(path.rsplit("/", 1)[-1])
+
+
+def _clean_name(text: str) -> str:
+    # NFKD first: it maps look-alikes (fullwidth ／, ＼, ．) to the characters that are then stripped.
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if unicodedata.category(c) not in _DROPPED and not unicodedata.combining(c))
+    text = re.split(r"[/\\]", text)[-1]  # directory parts, both separators, whatever the platform
+    return _NAME_CHARS.sub("_", text).strip(" ")
+
+
+def _split_extension(name: str) -> tuple[str, str]:
+    """(stem, extension) with no leading dots or dashes; an unusable extension stays in the stem."""
+    stem, dot, extension = name.rpartition(".")
+    if not (dot and stem.strip("._- ") and _EXTENSION.fullmatch(extension)):
+        stem, extension = name, ""
+    elif extension.lower() in _RUNNABLE:
+        extension = ""
+    return stem.lstrip("._- ").rstrip(" ."), extension.lower()
+
+
+def _extension_for(content_type: str | None) -> str | None:
+    media_type = _media_type(content_type)
+    if media_type is None:
+        return None
+    guessed = EXTENSIONS.get(media_type) or mimetypes.guess_extension(media_type, strict=False)
+    extension = (guessed or "").lstrip(".").lower()
+    return extension if _EXTENSION.fullmatch(extension) and extension not in _RUNNABLE else None
+
+
+def _numbered(name: str, n: int) -> str:
+    """ "name.mp4" for 1, "name (2).mp4" for 2, ... (still within MAX_NAME_CHARS)."""
+    if n == 1:
+        return name
+    stem, _, extension = name.rpartition(".")
+    suffix = f" ({n}).{extension}"
+    return stem[: MAX_NAME_CHARS - len(suffix)].rstrip(" .") + suffix
+
+
+# ---- files (synchronous: run in a worker thread) ---------------------------------------------------------------
+
+
+def _ensure_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # 0o700 applies to the folder this creates
+    except FileExistsError:
+        raise DownloadError(
+            f"Cannot save into {directory}: it exists and is not a folder. Choose another folder."
+        ) from None
+    except OSError as exc:
+        raise DownloadError(
+            f"Cannot create the folder {directory} ({exc.strerror or type(exc).__name__}); choose a folder the "
+            "server can write to."
+        ) from None
+
+
+def _create_temporary(directory: Path) -> tuple[io.BufferedWriter, Path]:
+    # In the target folder, so the final rename never crosses file systems; hidden, and created 0o600.
+    fd, name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=directory)
+    try:
+        return os.fdopen(fd, "wb"), Path(name)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+
+
+def _publish(file: io.BufferedWriter, temporary: Path, directory: Path, name: str, sha256: str, size: int) -> Path:
+    """Make the finished temporary file durable and give it its name; an existing identical file is reused."""
+    file.flush()
+    os.fsync(file.fileno())
+    file.close()
+    attempts, n = 0, 1
+    while n <= MAX_COPIES and attempts < MAX_COPIES + 10:
+        attempts += 1
+        final = directory / _numbered(name, n)
+        try:
+            info: os.stat_result | None = os.lstat(final)
+        except FileNotFoundError:
+            info = None
+        if info is None:
+            if _link_no_clobber(temporary, final):
+                _fsync_directory(directory)
+                return final
+            continue  # someone else created it just now: look at it again
+        if stat.S_ISREG(info.st_mode) and info.st_size == size and _sha256_of(final) == sha256:
+            temporary.unlink()
+            return final
+        n += 1
+    raise DownloadError(
+        f"{directory} already holds {MAX_COPIES} different files named like {name}, so nothing was saved; "
+        "clean up the folder or choose another one."
+    )
+
+
+def _link_no_clobber(temporary: Path, final: Path) -> bool:
+    """Give the file its final name unless that name exists; False if it does."""
+    try:
+        # A hard link is an atomic "create only if absent": unlike os.replace it never replaces a file that
+        # appeared after the check above (a concurrent download of the same name, say).
+        os.link(temporary, final)
+    except FileExistsError:
+        return False
+    except OSError:
+        # No hard links on this file system (FAT, some network shares): fall back to an atomic rename, which
+        # leaves a small window in which a file created by someone else under `final` would be replaced.
+        if os.path.lexists(final):
+            return False
+        os.replace(temporary, final)
+        return True
+    with contextlib.suppress(OSError):
+        temporary.unlink()
+    return True
+
+
+def _sha256_of(path: Path) -> str | None:
+    """The sha256 of a regular file (links are not followed), or None when it cannot be read."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    digest = hashlib.sha256()
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        while chunk := os.read(fd, WRITE_BYTES):
+            digest.update(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return digest.hexdigest()
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the new name durable; a no-op where folders cannot be opened (Windows)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _discard(file: io.BufferedWriter, temporary: Path) -> None:
+    """Remove an unfinished download. Synchronous, so it also runs to the end under cancellation."""
+    with contextlib.suppress(OSError):
+        file.close()
+    with contextlib.suppress(OSError):
+        temporary.unlink()
