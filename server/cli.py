@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from server.settings import Settings, SettingsError
 
