@@ -22,13 +22,24 @@ INSTRUCTIONS = (
 def create_server(settings: Settings) -> MCPServer[Runtime]:
     from tools import mcp_resources, mcp_tools, records
 
+    running: list[Runtime] = []
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         async with open_runtime(settings) as runtime, anyio.create_task_group() as background:
             if settings.watch_jobs:
                 background.start_soon(Watcher(runtime, records.refresh).run)
-            yield runtime
-            background.cancel_scope.cancel()
+            running.append(runtime)
+            try:
+                yield runtime
+            finally:
+                running.remove(runtime)
+                background.cancel_scope.cancel()
+
+    def current() -> Runtime:
+        if not running:
+            raise RuntimeError("the server is not running")
+        return running[-1]
 
     server: MCPServer[Runtime] = MCPServer(
         "fal-queue-mcp",
@@ -39,5 +50,5 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
     )
-    mcp_resources.register_resources(server)
+    mcp_resources.register_resources(server, current)
     return server

@@ -155,6 +155,18 @@ class Ledger:
             (reason, self._clock(), row_id),
         )
 
+    def settle_stale_submits(self, older_than: float) -> int:
+        """Rows still 'submitting' since before `older_than` (epoch) belong to a process that died mid-submit:
+        mark them 'unknown' (the job may exist). Returns how many were settled."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET state = 'unknown', updated_at = ?,"
+                " error = 'the server stopped before the submit was answered; the job may exist'"
+                " WHERE state = 'submitting' AND submitted_at < ?",
+                (self._clock(), older_than),
+            )
+        return cursor.rowcount
+
     # ---- after the submit: keyed by request id ---------------------------------------------------------------
 
     def store_result(self, request_id: str, result: dict[str, Any], media_urls: list[str]) -> bool:

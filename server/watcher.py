@@ -16,11 +16,13 @@ import anyio
 from server.errors import FalError
 from server.ledger import JobRow
 from server.runtime import Runtime
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 BACKOFF_FACTOR = 1.5
-TICK_SECONDS = 1.0  # how often the ledger is scanned for due jobs; checks themselves follow each job's interval
+TICK_SECONDS = 1.0
+STALE_SUBMIT_MARGIN = 60.0  # seconds beyond the longest a submit can take  # how often the ledger is scanned for due jobs; checks themselves follow each job's interval
 
 Check = Callable[[Runtime, JobRow], Awaitable[bool]]
 
@@ -41,8 +43,10 @@ class Watcher:
     async def round(self) -> int:
         """Check every due job once; returns how many were checked."""
         settings = self._rt.settings
-        rows = await self._rt.db(self._rt.ledger.unfinished, limit=settings.watch_max_jobs)
         now = self._clock()
+        # A submit outlives neither its timeout nor its retries; a row still 'submitting' after that is orphaned.
+        await self._rt.db(self._rt.ledger.settle_stale_submits, now - STALE_SUBMIT_MARGIN - _submit_budget(settings))
+        rows = await self._rt.db(self._rt.ledger.unfinished, limit=settings.watch_max_jobs)
         checked = 0
         live = set()
         for row in rows:
@@ -66,3 +70,7 @@ class Watcher:
             self._next.pop(gone, None)
             self._interval.pop(gone, None)
         return checked
+
+
+def _submit_budget(settings: Settings) -> float:
+    return settings.submit_timeout + settings.connect_timeout + settings.retry_deadline

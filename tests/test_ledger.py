@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -304,7 +305,8 @@ def test_sigkill_mid_write_loses_no_recorded_row(path: Path) -> None:
         assert child.returncode == -signal.SIGKILL
 
     with Ledger(path) as ledger:
-        assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        with closing(sqlite3.connect(path)) as probe:
+            assert probe.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         missing = [row_id for row_id in printed if ledger.get_row(row_id) is None]
         assert missing == []
         assert ledger.get_row(ledger.begin_submit(MODEL, {})) is not None  # and it still takes writes
@@ -402,3 +404,16 @@ def test_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert default.parent.name == "fal-queue-mcp"
     if sys.platform.startswith("linux"):
         assert default == tmp_path / "xdg" / "fal-queue-mcp" / "jobs.sqlite3"
+
+
+def test_stale_submitting_rows_are_settled_as_unknown(tmp_path: Path) -> None:
+    now = [1000.0]
+    with Ledger(tmp_path / "jobs.sqlite3", clock=lambda: now[0]) as ledger:
+        old = ledger.begin_submit("fal-ai/veo3", {"prompt": "a"})
+        now[0] = 2000.0
+        fresh = ledger.begin_submit("fal-ai/veo3", {"prompt": "b"})
+        assert ledger.settle_stale_submits(older_than=1500.0) == 1
+        old_row, fresh_row = ledger.get_row(old), ledger.get_row(fresh)
+        assert old_row is not None and old_row.state == "unknown" and "may exist" in (old_row.error or "")
+        assert fresh_row is not None and fresh_row.state == "submitting"
+        assert ledger.mark_submitted(old, "late-id", None)  # a late answer still lands

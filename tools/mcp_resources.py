@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Callable
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from server.errors import FalError
-from server.ids import InvalidIdError
-from tools import models_info
+from server.ids import InvalidIdError, validate_request_id
+from server.runtime import Runtime
+from tools import models_info, records
 
 JSON = "application/json"
+RECENT_JOBS = 50
 
 
-def register_resources(server: MCPServer[Any]) -> None:
+def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime]) -> None:
+    """`current()` gives the running server's runtime: static resources get no Context in this SDK."""
+
     @server.resource(
         "fal://models",
         name="fal-models",
@@ -37,3 +42,31 @@ def register_resources(server: MCPServer[Any]) -> None:
             return models_info.describe_model(endpoint_id).model_dump_json()
         except (FalError, InvalidIdError) as exc:
             raise ResourceError(str(exc)) from None
+
+    @server.resource(
+        "fal://jobs",
+        name="fal-jobs",
+        title="Recent fal jobs",
+        mime_type=JSON,
+        description="The 50 most recent jobs recorded by this server, newest first.",
+    )
+    async def recent_jobs() -> str:
+        jobs = await records.list_jobs(current(), None, None, None, RECENT_JOBS)
+        return jobs.model_dump_json(exclude_none=True)
+
+    @server.resource(
+        "fal://jobs/{request_id}",
+        name="fal-job",
+        title="One fal job",
+        mime_type=JSON,
+        description="One recorded job: status, input, result when kept, downloads.",
+    )
+    async def one_job(request_id: str) -> str:
+        rt = current()
+        try:
+            row = await rt.db(rt.ledger.get, validate_request_id(request_id))
+        except InvalidIdError as exc:
+            raise ResourceError(str(exc)) from None
+        if row is None:
+            raise ResourceError(f"No job with request id {request_id} is recorded here (see fal://jobs).")
+        return json.dumps(records.job_document(row), ensure_ascii=False)

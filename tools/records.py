@@ -26,7 +26,7 @@ MAX_LIST_LIMIT = 200
 
 
 class JobSummary(BaseModel):
-    request_id: str | None
+    request_id: str | None = None  # None: the submit never got an answer
     model: str
     status: str = Field(description="submitting, submitted, unknown, rejected, completed, failed or cancelled")
     submitted_at: str
@@ -163,6 +163,13 @@ def summarize(row: JobRow) -> JobSummary:
         media_urls=row.media_urls,
         downloads=[str(d.get("path")) for d in row.downloads],
     )
+
+
+def job_document(row: JobRow) -> dict[str, Any]:
+    """Everything recorded about one job, for the fal://jobs/{request_id} resource."""
+    document = summarize(row).model_dump(mode="json", exclude_none=True)
+    document.update(input=row.input, result=row.result, downloads=row.downloads, queue_position=row.queue_position)
+    return document
 
 
 def _since(value: str | None) -> float | None:
