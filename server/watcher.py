@@ -21,8 +21,8 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 BACKOFF_FACTOR = 1.5
-TICK_SECONDS = 1.0
-STALE_SUBMIT_MARGIN = 60.0  # seconds beyond the longest a submit can take  # how often the ledger is scanned for due jobs; checks themselves follow each job's interval
+TICK_SECONDS = 1.0  # how often the ledger is scanned for due jobs; checks themselves follow each job's interval
+STALE_SUBMIT_MARGIN = 60.0  # seconds beyond the longest a submit can take
 
 Check = Callable[[Runtime, JobRow], Awaitable[bool]]
 
