@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import media_files
 from server.ids import app_id
@@ -71,6 +72,10 @@ class Fault:
     content_type: str = "application/json"
     delay: float = 0.0  # seconds to wait before answering (an answer that comes too late)
     times: int = 1
+    # "answer": the scripted answer; "slow_body": its body trickles out over `delay` seconds; "reset": the
+    # connection dies before an answer; "drop_answer": the request is really handled (a submit creates its
+    # job), then the connection dies before the answer arrives.
+    mode: Literal["answer", "slow_body", "reset", "drop_answer"] = "answer"
 
 
 @dataclass
@@ -100,12 +105,12 @@ class Sandbox:
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self.app = self._buildapp_id()
+        self.app = self._build_app()
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> str:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="fal-sandbox", daemon=True)
         self._thread.start()
@@ -199,18 +204,24 @@ class Sandbox:
 
     # ---- HTTP -----------------------------------------------------------------------------------
 
-    def _buildapp_id(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/files/{request_id}/{name}", self._file, methods=["GET"]),
-                # fal storage (uploads), mounted before the catch-all submit route
-                *(self._recorded(route) for route in storage_routes(self.config.key, self.stored_files, self._base)),
-                Route("/{path:path}/requests/{request_id}/status/stream", self._stream, methods=["GET"]),
-                Route("/{path:path}/requests/{request_id}/status", self._status, methods=["GET"]),
-                Route("/{path:path}/requests/{request_id}/cancel", self._cancel, methods=["PUT"]),
-                Route("/{path:path}/requests/{request_id}", self._result, methods=["GET"]),
-                Route("/{path:path}", self._submit, methods=["POST"]),
-            ]
+    def _build_app(self) -> ASGIApp:
+        return _DroppingConnections(
+            self,
+            Starlette(
+                routes=[
+                    Route("/files/{request_id}/{name}", self._file, methods=["GET"]),
+                    # fal storage (uploads), mounted before the catch-all submit route
+                    *(
+                        self._recorded(route)
+                        for route in storage_routes(self.config.key, self.stored_files, self._base)
+                    ),
+                    Route("/{path:path}/requests/{request_id}/status/stream", self._stream, methods=["GET"]),
+                    Route("/{path:path}/requests/{request_id}/status", self._status, methods=["GET"]),
+                    Route("/{path:path}/requests/{request_id}/cancel", self._cancel, methods=["PUT"]),
+                    Route("/{path:path}/requests/{request_id}", self._result, methods=["GET"]),
+                    Route("/{path:path}", self._submit, methods=["POST"]),
+                ]
+            ),
         )
 
     def _base(self) -> str:
@@ -245,18 +256,28 @@ class Sandbox:
         with self._lock:
             self.faults.append(fault)
 
-    async def _scripted(self, request: Request) -> Response | None:
-        """Record the request, then answer with a scripted fault if one matches."""
-        await self._record(request)
-        label = f"{request.method} {request.url.path}"
+    def take_fault(self, label: str, modes: frozenset[str]) -> Fault | None:
         with self._lock:
-            fault = next((f for f in self.faults if f.match in label), None)
+            fault = next((f for f in self.faults if f.match in label and f.mode in modes), None)
             if fault is not None:
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
+        return fault
+
+    async def _scripted(self, request: Request) -> Response | None:
+        """Record the request, then answer with a scripted fault if one matches."""
+        await self._record(request)
+        fault = self.take_fault(f"{request.method} {request.url.path}", _ANSWER_MODES)
         if fault is None:
             return None
+        if fault.mode == "slow_body":
+            return StreamingResponse(
+                _trickle(fault.body, fault.delay),
+                status_code=fault.status,
+                headers=fault.headers,
+                media_type=fault.content_type,
+            )
         if fault.delay:
             await asyncio.sleep(fault.delay)
         return Response(fault.body, status_code=fault.status, headers=fault.headers, media_type=fault.content_type)
@@ -426,6 +447,51 @@ class Sandbox:
         if entry is None:
             return {"video": {"url": media_url, "content_type": content_type, "file_name": name}}
         return example_output(entry.output, media_url, content_type)
+
+
+_ANSWER_MODES = frozenset({"answer", "slow_body"})
+_DROP_MODES = frozenset({"reset", "drop_answer"})
+_PROMISED_LENGTH = b"100000"  # announced, never delivered: the client sees the connection die mid-answer
+
+
+class _DroppingConnections:
+    """ASGI wrapper for the faults that kill the connection: uvicorn cannot be told to reset one, but a response
+    that promises a body and dies before it is, to an HTTP client, a connection dropped mid-answer."""
+
+    def __init__(self, sandbox: Sandbox, app: ASGIApp) -> None:
+        self._sandbox = sandbox
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        fault = self._sandbox.take_fault(f"{scope['method']} {scope['path']}", _DROP_MODES)
+        if fault is None:
+            await self._app(scope, receive, send)
+            return
+        if fault.mode == "reset":
+            await self._sandbox._record(Request(scope, receive))
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", _PROMISED_LENGTH)]}
+            )
+            raise ConnectionResetError("sandbox: connection reset on purpose")
+
+        async def drop(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
+                await send({**message, "headers": [*headers, (b"content-length", _PROMISED_LENGTH)]})
+                return
+            raise ConnectionResetError("sandbox: answer dropped on purpose")
+
+        await self._app(scope, receive, drop)
+
+
+async def _trickle(body: bytes, seconds: float) -> AsyncIterator[bytes]:
+    step = max(1, len(body) // 10)
+    for start in range(0, len(body), step):
+        await asyncio.sleep(seconds / 10)
+        yield body[start : start + step]
 
 
 def _iso(wall: float) -> str:
