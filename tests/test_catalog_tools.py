@@ -98,7 +98,7 @@ async def test_featured_schemas_ride_in_submit_and_the_list_fits_the_budget(sett
     assert len(wire.encode()) <= TOOLS_LIST_BUDGET_BYTES
     submit = next(tool for tool in listed.tools if tool.name == "submit_fal_job")
     defs = submit.input_schema["$defs"]
-    described = {d["description"].removeprefix("input for model "): d for d in defs.values() if "description" in d}
+    described = {d["description"]: d for d in defs.values() if "description" in d}
     featured = {endpoint for endpoint, entry in CATALOG.items() if entry.featured}
     assert set(described) == featured
     seed = described["fal-ai/kling-video/v2.1/standard/image-to-video"]

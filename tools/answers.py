@@ -39,6 +39,13 @@ class MediaFile(BaseModel):
     field: str = Field(description="Where in the output the file was found, e.g. 'video' or 'images[0]'.")
 
 
+class SavedDownload(BaseModel):
+    url: str
+    path: str
+    size: int
+    sha256: str
+
+
 class ResultAnswer(BaseModel):
     request_id: str
     model: str
@@ -48,6 +55,8 @@ class ResultAnswer(BaseModel):
     media: list[MediaFile] = Field(default_factory=list)
     queue_position: int | None = None
     logs: list[str] = Field(default_factory=list)
+    downloads: list[SavedDownload] = Field(default_factory=list)
+    download_problems: list[str] = Field(default_factory=list)
     next: str
 
 

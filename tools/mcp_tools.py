@@ -31,11 +31,10 @@ RequestId = Annotated[str, Field(description="From submit_fal_job.")]
 OptionalModel = Annotated[str | None, Field(description="Endpoint id; needed only for jobs not recorded here.")]
 
 
-READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
-# The ledger is local too.
-LEDGER_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-# The catalog is local: reading it touches no outside system.
-CATALOG_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+# For read-only tools the spec gives destructive/idempotent hints no meaning, so they are left out.
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True)
+# The catalog and the ledger are local: reading them touches no outside system.
+LOCAL_READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
 def build_tools() -> list[Tool]:
@@ -46,8 +45,8 @@ def build_tools() -> list[Tool]:
             "Submit a fal generation job",
             ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
         ),
-        (list_fal_models, "List the catalogued fal models", CATALOG_READ),
-        (describe_fal_model, "Describe a fal model's parameters", CATALOG_READ),
+        (list_fal_models, "List the catalogued fal models", LOCAL_READ),
+        (describe_fal_model, "Describe a fal model's parameters", LOCAL_READ),
         (
             upload_fal_file,
             "Upload a local file for a model input",
@@ -60,7 +59,7 @@ def build_tools() -> list[Tool]:
             "Get a fal job's result (optionally waiting)",
             ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
         ),
-        (list_fal_jobs, "List recorded fal jobs", LEDGER_READ),
+        (list_fal_jobs, "List recorded fal jobs", LOCAL_READ),
         (
             cancel_fal_job,
             "Cancel a fal job",
@@ -100,10 +99,7 @@ async def submit_fal_job(
     ],
     input: Annotated[
         dict[str, Any],
-        Field(
-            description='The model\'s parameters, e.g. {"prompt": "...", "image_url": "https://..."}. '
-            "Send only the fields you want to set; fal's defaults apply to the rest."
-        ),
+        Field(description="The model's parameters; send only the fields you set (fal's defaults apply to the rest)."),
     ],
     ctx: Context[Runtime, Any],
 ) -> Annotated[CallToolResult, SubmitAnswer]:
@@ -118,10 +114,7 @@ async def list_fal_models(
     ctx: Context[Runtime, Any],
     task: Annotated[
         str | None,
-        Field(
-            description="Filter: text-to-video, image-to-video, first-last-frame-to-video, "
-            "reference-to-video or text-to-image."
-        ),
+        Field(description="Filter, e.g. text-to-video, image-to-video, text-to-image."),
     ] = None,
     family: Annotated[
         str | None,
@@ -188,13 +181,16 @@ async def get_fal_result(
         float,
         Field(ge=0, description="Seconds to wait for the job (capped by the server, default 50)."),
     ] = 0,
+    download: Annotated[bool, Field(description="Also save the media files on this computer.")] = False,
 ) -> Annotated[CallToolResult, ResultAnswer]:
     """A job's output (media URLs and the model's fields). wait_seconds > 0 waits for it with progress. Still
     running is not an error: done is false, next says what to call. Failed or cancelled jobs are errors.
     """
     return await _answer(
         ctx,
-        lambda: results.result(_runtime(ctx), request_id, model, wait_seconds, progress=_progress_reporter(ctx)),
+        lambda: results.result(
+            _runtime(ctx), request_id, model, wait_seconds, progress=_progress_reporter(ctx), download=download
+        ),
     )
 
 

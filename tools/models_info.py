@@ -134,7 +134,7 @@ def featured_input_schema() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     arms: list[dict[str, Any]] = []
     for endpoint_id, ref in refs.items():
         name = ref["$ref"].removeprefix("#/$defs/")
-        defs[name] = {**defs[name], "description": f"input for model {endpoint_id}"}
+        defs[name] = {**defs[name], "description": endpoint_id}
         arms.append(ref)
-    arms.append({"type": "object", "description": "input for any other model (see describe_fal_model)"})
+    arms.append({"type": "object", "description": "any other model (see describe_fal_model)"})
     return arms, without_descriptions(compact(defs), SELF_EXPLANATORY)

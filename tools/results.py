@@ -19,13 +19,33 @@ from tools import records
 from tools.answers import ResultAnswer
 from tools.media import find_media
 from tools.operations import resolve, status_answer
+from tools.saving import download_dir, save_media
 
 # (elapsed seconds, total seconds, message): how a wait reports progress to whoever listens.
 Progress = Callable[[float, float, str], Awaitable[None]]
 
 
 async def result(
-    rt: Runtime, request_id: str, model: str | None, wait_seconds: float = 0.0, progress: Progress | None = None
+    rt: Runtime,
+    request_id: str,
+    model: str | None,
+    wait_seconds: float = 0.0,
+    progress: Progress | None = None,
+    download: bool = False,
+) -> ResultAnswer:
+    answer = await _result(rt, request_id, model, wait_seconds, progress)
+    if download and answer.done:
+        saved, problems = await save_media(rt, answer.request_id, answer.media)
+        where = f" Saved {len(saved)} file(s) under {download_dir(rt)}." if saved else ""
+        trouble = f" {len(problems)} download(s) failed (see download_problems)." if problems else ""
+        answer = answer.model_copy(
+            update={"downloads": saved, "download_problems": problems, "next": answer.next + where + trouble}
+        )
+    return answer
+
+
+async def _result(
+    rt: Runtime, request_id: str, model: str | None, wait_seconds: float, progress: Progress | None
 ) -> ResultAnswer:
     request_id, endpoint_id, row = await resolve(rt, request_id, model)
     if row is not None and row.state == "completed" and row.result is not None:
