@@ -58,6 +58,8 @@ ENV_NAMES: dict[str, str] = {
     "download_dir": "FAL_MCP_DOWNLOAD_DIR",
     "max_download_bytes": "FAL_MCP_MAX_DOWNLOAD_BYTES",
     "download_timeout": "FAL_MCP_DOWNLOAD_TIMEOUT",
+    "max_input_bytes": "FAL_MCP_MAX_INPUT_BYTES",
+    "max_prompt_chars": "FAL_MCP_MAX_PROMPT_CHARS",
 }
 
 
@@ -114,6 +116,8 @@ class Settings(BaseModel):
     download_dir: Path | None = Field(None, description="where downloads go; default: Downloads/fal-queue-mcp")
     max_download_bytes: int = Field(500 * 1024 * 1024, ge=1, description="largest media file downloaded")
     download_timeout: float = Field(300.0, gt=0, le=3600, description="seconds one media download may take")
+    max_input_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest submit input, as JSON")
+    max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted for any model")
 
     @field_validator("file_roots", mode="before")
     @classmethod

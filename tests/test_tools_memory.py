@@ -199,3 +199,15 @@ async def test_uniapi_answers_are_handled(sandbox: Sandbox) -> None:
         assert failed["outcome"] == "failed" and "FAILURE" in failed["error"]
     # status_url/response_url pointed at queue.fal.run; every request still went to the configured base
     assert all(r.host == sandbox.base_url.removeprefix("http://") for r in sandbox.seen())
+
+
+async def test_input_limits_apply_to_every_model(sandbox: Sandbox) -> None:
+    settings = make_settings(sandbox, max_input_bytes=2048, max_prompt_chars=100)
+    async with connect(settings) as client:
+        huge = await client.call_tool("submit_fal_job", {"model": "fal-ai/new/model", "input": {"x": "y" * 5000}})
+        long_prompt = await client.call_tool(
+            "submit_fal_job", {"model": "fal-ai/new/model", "input": {"prompt": "p" * 101}}
+        )
+    assert huge.is_error and "FAL_MCP_MAX_INPUT_BYTES" in text_of(huge)
+    assert long_prompt.is_error and "FAL_MCP_MAX_PROMPT_CHARS" in text_of(long_prompt)
+    assert sandbox.seen() == []

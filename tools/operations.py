@@ -6,6 +6,7 @@ Failures are raised as `FalError` / `InvalidIdError` / `InputInvalidError`; the 
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
     endpoint_id = normalize_endpoint_id(model)
     if not isinstance(params, dict):
         raise InvalidRequestError('input must be a JSON object of the model\'s parameters, e.g. {"prompt": "..."}')
+    _check_limits(rt, params)
     checked = check_input(endpoint_id, params)
     body, file_notes = await convert_local_fields(rt, checked.entry, checked.body)
     async with records.submit_record(rt, endpoint_id, body) as row:
@@ -46,6 +48,23 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
             "false), or get_fal_status for a quick look."
         ),
     )
+
+
+def _check_limits(rt: Runtime, params: dict[str, Any]) -> None:
+    """Limits for every model, catalogued or not: what no real request needs is refused before any work."""
+    size = len(json.dumps(params, ensure_ascii=False, default=str).encode())
+    if size > rt.settings.max_input_bytes:
+        raise InvalidRequestError(
+            f"input is {size} bytes of JSON, over the {rt.settings.max_input_bytes} allowed "
+            "(FAL_MCP_MAX_INPUT_BYTES); pass large files as URLs or local paths, not inline."
+        )
+    for name in ("prompt", "negative_prompt"):
+        value = params.get(name)
+        if isinstance(value, str) and len(value) > rt.settings.max_prompt_chars:
+            raise InvalidRequestError(
+                f"{name} is {len(value)} characters, over the {rt.settings.max_prompt_chars} allowed "
+                "(FAL_MCP_MAX_PROMPT_CHARS); shorten it."
+            )
 
 
 async def status(rt: Runtime, request_id: str, model: str | None) -> StatusAnswer:

@@ -1,0 +1,26 @@
+"""The README documents every setting and every tool (one place per fact: the code; the docs must follow it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.settings import ENV_NAMES
+from tools.mcp_tools import build_tools
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    missing = [variable for variable in ENV_NAMES.values() if f"`{variable}`" not in README]
+    assert missing == []
+
+
+def test_every_tool_is_in_the_readme() -> None:
+    missing = [tool.name for tool in build_tools() if f"`{tool.name}(" not in README]
+    assert missing == []
+
+
+def test_the_two_fresh_machine_commands_are_near_the_top() -> None:
+    head = README[:1500]
+    assert "pip install . && fal-queue-mcp demo" in head
+    assert 'pip install ".[test]" && pytest' in head
