@@ -1,14 +1,14 @@
 """`fal-queue-mcp demo`: a short scripted MCP session over stdio against `fal-queue-mcp --sandbox`.
 
-It is what an assistant does: submit the Kling example, watch the status change, fetch the result.
+It does what an assistant does: submit the Kling example, wait for it with get_fal_result(wait_seconds=...)
+while the server's progress notifications drive a live bar, then print the result.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 from mcp import Client, StdioServerParameters
@@ -19,8 +19,9 @@ SEED_INPUT = {
     "image_url": "https://storage.googleapis.com/falserverless/kling/kling_input.jpeg",
     "duration": "5",
 }
-POLL_SECONDS = 1.0
-DEMO_TIMEOUT_SECONDS = 60
+WAIT_SECONDS = 30
+DEMO_TIMEOUT_SECONDS = 90
+BAR_WIDTH = 30
 
 
 def run_demo() -> int:
@@ -37,27 +38,49 @@ async def _demo() -> int:
             submitted = await _call(client, "submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
             request_id = submitted["request_id"]
             _say(f"  -> request_id {request_id}, {submitted['status']}")
-            last = ""
-            started = time.monotonic()
-            while True:
-                status = await _call(client, "get_fal_status", {"request_id": request_id})
-                line = status["status"] + (f": {status['logs'][-1]}" if status["logs"] else "")
-                if line != last:
-                    _say(f"  [{time.monotonic() - started:4.1f}s] {line}")
-                    last = line
-                if status["status"] == "COMPLETED":
-                    break
-                await anyio.sleep(POLL_SECONDS)
-            result = await _call(client, "get_fal_result", {"request_id": request_id})
-            _say("get_fal_result:")
-            _say(json.dumps(result["output"], indent=2))
-            for media in result["media"]:
-                _say(f"  media: {media['url']} ({media['content_type']})")
+            _say(f"get_fal_result {request_id} wait_seconds={WAIT_SECONDS}")
+            bar = ProgressBar(sys.stdout)
+            result = await _call(
+                client,
+                "get_fal_result",
+                {"request_id": request_id, "wait_seconds": WAIT_SECONDS},
+                progress=bar.update,
+            )
+            bar.finish("COMPLETED" if result["done"] else "still running")
+            _say(json.dumps(result.get("output"), indent=2))
+            for media in result.get("media", []):
+                _say(f"  media: {media['url']} ({media.get('content_type')})")
     return 0
 
 
-async def _call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    answer = await client.call_tool(tool, arguments)
+class ProgressBar:
+    """A one-line bar redrawn in place on a terminal; plain lines (one per change) when piped."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._live = out.isatty()
+        self._last = ""
+
+    async def update(self, progress: float, total: float | None, message: str | None) -> None:
+        text = message or ""
+        if self._live:
+            filled = int(BAR_WIDTH * min(progress / total, 1.0)) if total else 0
+            self._out.write(f"\r  [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {progress:5.1f}s {text[:60]:<60}")
+            self._out.flush()
+        elif text != self._last:
+            self._out.write(f"  [{progress:5.1f}s] {text}\n")
+            self._out.flush()
+        self._last = text
+
+    def finish(self, text: str) -> None:
+        if self._live:
+            self._out.write("\n")
+        self._out.write(f"  -> {text}\n")
+        self._out.flush()
+
+
+async def _call(client: Client, tool: str, arguments: dict[str, Any], progress: Any = None) -> dict[str, Any]:
+    answer = await client.call_tool(tool, arguments, progress_callback=progress)
     if answer.is_error or answer.structured_content is None:
         text = " ".join(getattr(block, "text", "") for block in answer.content)
         raise SystemExit(f"{tool} failed: {text}")

@@ -60,6 +60,8 @@ ENV_NAMES: dict[str, str] = {
     "download_timeout": "FAL_MCP_DOWNLOAD_TIMEOUT",
     "max_input_bytes": "FAL_MCP_MAX_INPUT_BYTES",
     "max_prompt_chars": "FAL_MCP_MAX_PROMPT_CHARS",
+    "http_token": "FAL_MCP_HTTP_TOKEN",
+    "http_allowed_hosts": "FAL_MCP_HTTP_ALLOWED_HOSTS",
 }
 
 
@@ -118,6 +120,13 @@ class Settings(BaseModel):
     download_timeout: float = Field(300.0, gt=0, le=3600, description="seconds one media download may take")
     max_input_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest submit input, as JSON")
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted for any model")
+    http_token: SecretStr | None = Field(None, description="bearer token HTTP clients must send")
+    http_allowed_hosts: tuple[str, ...] = Field((), description="extra Host names HTTP clients may use")
+
+    @field_validator("http_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
 
     @field_validator("file_roots", mode="before")
     @classmethod
@@ -155,7 +164,7 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """Every key value configured, for redaction."""
-        values = (self.uniapi_key, self.fal_key, self.fal_key_id, self.fal_key_secret)
+        values = (self.uniapi_key, self.fal_key, self.fal_key_id, self.fal_key_secret, self.http_token)
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
     def fal_api_key(self) -> str | None:

@@ -152,4 +152,5 @@ def test_demo_runs_against_the_sandbox() -> None:
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     out = done.stdout.decode()
-    assert "IN_QUEUE" in out and "COMPLETED" in out and "media: http://127.0.0.1:" in out
+    assert "IN_QUEUE" in out and "Queued" in out and "Running" in out and "-> COMPLETED" in out
+    assert "media: http://127.0.0.1:" in out

@@ -1,0 +1,85 @@
+"""Streamable HTTP for agent frameworks and remote hosts (`fal-queue-mcp --transport http`).
+
+Loopback by default. Binding to any other address requires a bearer token (FAL_MCP_HTTP_TOKEN), checked in
+constant time on every request; the SDK's DNS-rebinding protection (Host and Origin checks) stays on.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.settings import is_loopback_host
+
+TOKEN_VARIABLE = "FAL_MCP_HTTP_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+
+class HttpConfigError(ValueError):
+    pass
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to expose the server beyond this machine without a token."""
+    if not is_loopback_host(host) and not token:
+        raise HttpConfigError(
+            f"refusing to listen on {host}, which is reachable from other machines, without a bearer token: "
+            f"set {TOKEN_VARIABLE} (a long random string clients send as 'Authorization: Bearer <token>'), "
+            "or bind to 127.0.0.1"
+        )
+
+
+def http_app(server: MCPServer[Any], *, host: str, token: str | None, allowed_hosts: Sequence[str] = ()) -> ASGIApp:
+    """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check."""
+    check_bind(host, token)
+    names = sorted(_host_names(host, allowed_hosts))
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*names, *(f"{name}:*" for name in names)],
+        allowed_origins=[origin for name in names for origin in (f"http://{name}:*", f"https://{name}:*")],
+    )
+    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
+    return BearerToken(app, token) if token else app
+
+
+def _host_names(host: str, allowed_hosts: Sequence[str]) -> set[str]:
+    """Host header values clients may use: the bound address (loopback names for loopback) plus the extra ones
+    (needed when binding 0.0.0.0: clients then name the machine, not the wildcard)."""
+    names = {"127.0.0.1", "localhost", "[::1]"} if is_loopback_host(host) else {host}
+    return names | {name.strip() for name in allowed_hosts if name.strip()}
+
+
+class BearerToken:
+    """Every HTTP request must carry `Authorization: Bearer <token>`; anything else is a 401."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self._app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b'{"error": "missing or wrong bearer token"}'})
+                return
+        await self._app(scope, receive, send)
+
+
+async def serve_http(
+    server: MCPServer[Any], *, host: str, port: int, token: str | None, allowed_hosts: Sequence[str] = ()
+) -> None:
+    import uvicorn
+
+    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts)
+    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
