@@ -20,7 +20,7 @@ INSTRUCTIONS = (
 
 
 def create_server(settings: Settings) -> MCPServer[Runtime]:
-    from tools import mcp_resources, mcp_tools, records
+    from tools import mcp_prompts, mcp_resources, mcp_tools, records
 
     running: list[Runtime] = []
 
@@ -51,4 +51,5 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
         tools=mcp_tools.build_tools(),
     )
     mcp_resources.register_resources(server, current)
+    mcp_prompts.register_prompts(server, settings)
     return server

@@ -228,11 +228,12 @@ class Sandbox:
         return self.base_url
 
     def _recorded(self, route: Route) -> Route:
-        """The same route, with its requests recorded like every other sandbox request."""
+        """The same route, with its requests recorded (and faults injected) like every other sandbox request."""
         endpoint = route.endpoint
 
         async def recorded(request: Request) -> Response:
-            await self._record(request)
+            if (scripted := await self._scripted(request)) is not None:
+                return scripted
             response: Response = await endpoint(request)
             return response
 

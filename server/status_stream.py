@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
+from contextlib import AsyncExitStack
 
+import anyio
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
@@ -29,14 +31,23 @@ class StreamRefused(Exception):
 async def stream_status(
     upstream: FalQueueClient, endpoint_id: str, request_id: str
 ) -> AsyncGenerator[StatusReport, None]:
-    """Yield each status the stream reports until COMPLETED (then stop) or until the stream ends."""
+    """Yield each status the stream reports until COMPLETED (then stop) or until the stream ends.
+
+    The stream's first answer must come within the request timeout, like any other answer (the long read
+    timeout is for the quiet stretches between events); one that does not is treated as a dropped stream.
+    """
     url, headers = upstream.prepare(upstream.status_path(endpoint_id, request_id) + "/stream")
     timeout = httpx.Timeout(STREAM_READ_TIMEOUT_SECONDS, connect=upstream.settings.connect_timeout)
     upstream.stats.count("stream")
     try:
-        async with aconnect_sse(
-            upstream.http, "GET", url, params={"logs": "1"}, headers=headers, timeout=timeout
-        ) as source:
+        async with AsyncExitStack() as stack:
+            source = None
+            with anyio.move_on_after(upstream.settings.request_timeout):
+                source = await stack.enter_async_context(
+                    aconnect_sse(upstream.http, "GET", url, params={"logs": "1"}, headers=headers, timeout=timeout)
+                )
+            if source is None:
+                return  # no answer in time: the caller polls for the rest of its wait
             if source.response.status_code != 200:
                 raise StreamRefused(permanent=source.response.status_code in NO_STREAM_STATUS)
             async for event in source.aiter_sse():

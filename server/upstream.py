@@ -45,6 +45,7 @@ DONE_WORDS = frozenset({"COMPLETED", "SUCCESS", "SUCCEEDED", "SUCCEED"})
 RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 8.0
+_DEADLINE_MARGIN = 0.05  # seconds kept back from a caller's deadline to report why the retries stopped
 
 State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 
@@ -135,7 +136,17 @@ class FalQueueClient:
         url = self._url(endpoint_id)
         payload = json.dumps(body, ensure_ascii=False).encode()
         response = await self._send_submit(url, payload)
-        data = self._json_or_raise(response, action="submit")
+        self._raise_for_status(response, action="submit")
+        # From here on the upstream accepted the submit (2xx): whatever is wrong with its answer, a job may be
+        # running and billed, so every failure is an unknown outcome, never a refusal that invites a resubmit.
+        data = _safe_json(response)
+        if not isinstance(data, dict):
+            raise SubmitOutcomeUnknownError(
+                f"The upstream accepted the submit (HTTP {response.status_code}) but its answer was not a JSON object "
+                f"({_describe_body(response)}), so the job cannot be tracked. A job may be running and billed: "
+                "check your provider's dashboard or list_fal_jobs before resubmitting.",
+                status_code=response.status_code,
+            )
         request_id = data.get("request_id")
         if not isinstance(request_id, str):
             raise SubmitOutcomeUnknownError(
@@ -145,9 +156,9 @@ class FalQueueClient:
         try:
             ids.validate_request_id(request_id)
         except ids.InvalidIdError:
-            raise BadResponseError(
-                "The upstream answered the submit with a malformed request_id; check your provider's dashboard "
-                "before resubmitting."
+            raise SubmitOutcomeUnknownError(
+                "The upstream accepted the submit but answered with a malformed request_id, so the job cannot be "
+                "tracked. A job may be running and billed: check your provider's dashboard before resubmitting."
             ) from None
         return SubmitReceipt(
             request_id=request_id,
@@ -191,13 +202,31 @@ class FalQueueClient:
     async def cancel(self, endpoint_id: str, request_id: str) -> CancelOutcome:
         path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/cancel"
         url = self._url(path)
+        headers = self._headers()
         self.stats.count("cancel")
         try:
-            response = await self._http.put(url, headers=self._headers())
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailableError(f"Could not reach the upstream to cancel ({type(exc).__name__}).") from None
+            response = await self._read_capped(
+                self._http.build_request("PUT", url, headers=headers), self._settings.request_timeout
+            )
+        except httpx.TimeoutException:
+            raise UpstreamUnavailableError(
+                "The upstream did not answer the cancel request in time, so it is not known whether the job was "
+                "cancelled; check with get_fal_status and try again."
+            ) from None
+        except (httpx.TransportError, _BodyTooLarge) as exc:
+            raise UpstreamUnavailableError(
+                f"Could not reach the upstream to cancel ({type(exc).__name__}), so it is not known whether the job "
+                "was cancelled; check with get_fal_status and try again."
+            ) from None
         body = _safe_json(response)
         word = str(body.get("status", "")).upper() if isinstance(body, dict) else ""
+        if 200 <= response.status_code < 300 and not isinstance(body, dict):
+            # An HTML maintenance page or a cut-off answer is no confirmation: do not claim the job was cancelled.
+            raise BadResponseError(
+                f"The upstream's answer to cancel was not a JSON object ({_describe_body(response)}), so it is not "
+                "known whether the job was cancelled; check with get_fal_status and try again.",
+                status_code=response.status_code,
+            )
         if response.status_code in (200, 202) or word == "CANCELLATION_REQUESTED":
             return "requested"
         if word == "ALREADY_COMPLETED":
@@ -257,7 +286,8 @@ class FalQueueClient:
             self.stats.count("submit")
             try:
                 return await self._read_capped(
-                    self._http.build_request("POST", url, content=payload, headers=headers, timeout=timeout)
+                    self._http.build_request("POST", url, content=payload, headers=headers, timeout=timeout),
+                    self._settings.submit_timeout,
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # The connection was never made, so nothing reached the upstream: safe to send again.
@@ -280,14 +310,24 @@ class FalQueueClient:
         """GET with retries on transport errors, 408/429/502/503/504, honouring Retry-After, within a deadline."""
         url = self._url(path)
         headers = self._headers()
-        deadline = time.monotonic() + self._settings.retry_deadline
+        # Retries stop at the retry deadline, or earlier at the caller's own deadline (a bounded wait), so the
+        # caller gets the reason instead of being cancelled in the middle of a backoff or of an attempt.
+        outer = anyio.current_effective_deadline() - _DEADLINE_MARGIN
+        deadline = min(anyio.current_time() + self._settings.retry_deadline, outer)
         attempt = 0
         while True:
             self.stats.count(kind)
             problem: FalError
             retry_after: float | None = None
+            until = deadline if attempt > 0 else outer
+            timeout = max(_DEADLINE_MARGIN, min(self._settings.request_timeout, until - anyio.current_time()))
             try:
-                response = await self._read_capped(self._http.build_request("GET", url, params=params, headers=headers))
+                response = await self._read_capped(
+                    self._http.build_request(
+                        "GET", url, params=params, headers=headers, timeout=self._http_timeout(timeout)
+                    ),
+                    timeout,
+                )
             except httpx.TimeoutException:
                 problem = UpstreamUnavailableError(
                     f"The upstream did not answer the {kind} request in time; try again in a minute."
@@ -310,24 +350,35 @@ class FalQueueClient:
                     )
             delay = retry_after if retry_after is not None else _backoff(attempt)
             attempt += 1
-            if time.monotonic() + delay > deadline:
+            if anyio.current_time() + delay + _DEADLINE_MARGIN > deadline:
                 raise problem
             await anyio.sleep(delay)
 
-    async def _read_capped(self, request: httpx.Request) -> httpx.Response:
-        """Send and read the body, refusing answers larger than the configured limit."""
+    def _http_timeout(self, seconds: float) -> httpx.Timeout:
+        return httpx.Timeout(seconds, connect=self._settings.connect_timeout)
+
+    async def _read_capped(self, request: httpx.Request, body_seconds: float) -> httpx.Response:
+        """Send, then read the body within `body_seconds`, refusing answers larger than the configured limit.
+
+        httpx's read timeout bounds each read, not the answer: a body trickling in small pieces, each in time,
+        would otherwise hold the call for as long as the upstream likes. Running out of time raises ReadTimeout.
+        """
         response = await self._http.send(request, stream=True)
+        chunks: list[bytes] = []
         try:
-            limit = self._settings.max_response_bytes
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_raw():
-                size += len(chunk)
-                if size > limit:
-                    raise _BodyTooLarge
-                chunks.append(chunk)
+            with anyio.move_on_after(body_seconds) as scope:
+                limit = self._settings.max_response_bytes
+                size = 0
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _BodyTooLarge
+                    chunks.append(chunk)
         finally:
-            await response.aclose()
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+        if scope.cancelled_caught:
+            raise httpx.ReadTimeout(f"the answer was not complete within {body_seconds:g} s", request=request)
         return httpx.Response(
             status_code=response.status_code,
             headers=response.headers,
@@ -368,6 +419,12 @@ class FalQueueClient:
                 f"The upstream rejected the API key (HTTP {code}): check {self._settings.key_variable} "
                 f"for provider '{self._settings.provider}'.",
                 status_code=code,
+            )
+        if code == 404 and action == "submit":
+            raise NotFoundError(
+                "The upstream has no such model endpoint (HTTP 404), so nothing was submitted: check the model id "
+                "(list_fal_models shows the catalogued ones; other fal endpoint ids must exist on fal).",
+                status_code=404,
             )
         if code == 404:
             raise NotFoundError(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from server.errors import FalError, RateLimitedError, UpstreamUnavailableError
 from server.status_stream import StreamRefused, stream_status
 from server.upstream import FalQueueClient, StatusReport
 
@@ -45,10 +46,14 @@ class Waiter:
         """Wait until the job completes or `limits.seconds` pass; return the last status seen (None if none).
 
         `on_update(report, elapsed)` is called on every change and at least every `limits.heartbeat` seconds.
+        An upstream that is unavailable for a while does not end the wait (polling goes on); if it was unavailable
+        for the whole wait, so that no status was ever seen, that failure is raised rather than reporting a
+        status nobody saw.
         """
         started = time.monotonic()
         latest: StatusReport | None = None
         reported: StatusReport | None = None
+        trouble: FalError | None = None
         changed = anyio.Event()
 
         def publish(report: StatusReport) -> None:
@@ -57,10 +62,14 @@ class Waiter:
             changed.set()
             changed = anyio.Event()
 
+        def struggle(problem: FalError) -> None:
+            nonlocal trouble
+            trouble = problem
+
         async def follow() -> None:
             if await self._try_stream(endpoint_id, request_id, publish):
                 return
-            await self._poll(endpoint_id, request_id, limits, publish)
+            await self._poll(endpoint_id, request_id, limits, publish, struggle)
 
         async def heartbeat() -> None:
             if on_update is None:
@@ -85,6 +94,8 @@ class Waiter:
                 group.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        if latest is None and trouble is not None:
+            raise trouble
         if on_update is not None and latest is not None and latest is not reported:
             await on_update(latest, time.monotonic() - started)
         return latest
@@ -113,13 +124,22 @@ class Waiter:
         return False
 
     async def _poll(
-        self, endpoint_id: str, request_id: str, limits: WaitLimits, publish: Callable[[StatusReport], None]
+        self,
+        endpoint_id: str,
+        request_id: str,
+        limits: WaitLimits,
+        publish: Callable[[StatusReport], None],
+        struggle: Callable[[FalError], None],
     ) -> None:
         interval = limits.poll_first_interval
         while True:
-            report = await self._upstream.status(endpoint_id, request_id)
-            publish(report)
-            if report.state == "COMPLETED":
-                return
+            try:
+                report = await self._upstream.status(endpoint_id, request_id)
+            except (UpstreamUnavailableError, RateLimitedError) as problem:
+                struggle(problem)  # worth trying again while the wait lasts; any other failure ends it
+            else:
+                publish(report)
+                if report.state == "COMPLETED":
+                    return
             await anyio.sleep(interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER))  # noqa: S311
             interval = min(limits.poll_max_interval, interval * POLL_BACKOFF_FACTOR)

@@ -1,0 +1,32 @@
+"""The README's code examples run as written (offline, against the sandbox)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_agent_client_example_runs() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))} | {"PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "agent_client.py")],
+        capture_output=True,
+        timeout=90,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip().startswith("http://127.0.0.1:")
+    assert done.stdout.decode().strip().endswith("/output.mp4")
+
+
+def test_claude_desktop_example_config_is_valid() -> None:
+    config = json.loads((ROOT / "claude_desktop_config.example.json").read_text())
+    entry = config["mcpServers"]["fal-queue"]
+    assert entry["command"] == "fal-queue-mcp" and "UNIAPI_KEY" in entry["env"]
