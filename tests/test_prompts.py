@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import connect
+from tools.catalog import CATALOG
+from tools.mcp_prompts import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
 
 pytestmark = pytest.mark.anyio
 
@@ -20,3 +22,7 @@ async def test_create_video_prompt(settings) -> None:
     assert "wait_seconds=50" in image_text and "submit_fal_job" in image_text
     plain = text_only.messages[0].content.text
     assert "text-to-video" in plain and "/tmp/cat.png" not in plain
+
+
+def test_prompt_defaults_are_catalogued() -> None:
+    assert {DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL} <= set(CATALOG)
