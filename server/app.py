@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,9 @@ from mcp.server.mcpserver import MCPServer
 
 from server.runtime import Runtime, open_runtime
 from server.settings import Settings
-from server.watcher import Watcher
+
+log = logging.getLogger(__name__)
+WATCH_START_DELAY_SECONDS = 1.0  # the watcher starts once the first requests are answered
 
 INSTRUCTIONS = (
     "Generate videos and images with fal.ai models. submit_fal_job starts a job and returns a request_id at "
@@ -20,7 +23,7 @@ INSTRUCTIONS = (
 
 
 def create_server(settings: Settings) -> MCPServer[Runtime]:
-    from tools import mcp_prompts, mcp_resources, mcp_tools, records
+    from tools import mcp_prompts, mcp_resources, mcp_tools
 
     running: list[Runtime] = []
 
@@ -28,7 +31,7 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         async with open_runtime(settings) as runtime, anyio.create_task_group() as background:
             if settings.watch_jobs:
-                background.start_soon(Watcher(runtime, records.refresh).run)
+                background.start_soon(_watch, runtime)
             running.append(runtime)
             try:
                 yield runtime
@@ -53,3 +56,15 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)
     return server
+
+
+async def _watch(runtime: Runtime) -> None:
+    """Run the watcher; if it ever fails, the server goes on serving without it (the tools still keep results)."""
+    await anyio.sleep(WATCH_START_DELAY_SECONDS)
+    try:
+        from server.watcher import Watcher
+        from tools import records
+
+        await Watcher(runtime, records.refresh).run()
+    except Exception:
+        log.exception("the job watcher stopped; results are still kept whenever get_fal_result fetches them")

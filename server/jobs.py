@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from server.upstream import LogLine
+from server.reports import LogLine
 
 LOG_HISTORY = 200  # log lines kept per job; get_fal_status returns the most recent ones
 MAX_JOBS = 1000  # jobs remembered; the least recently used are forgotten first
@@ -22,6 +22,7 @@ class JobRecord:
     endpoint_id: str
     submitted_at: float | None = field(default_factory=time.time)
     logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=LOG_HISTORY))
+    finished: bool = False  # its outcome is in the ledger: answer from there
     _seen: set[tuple[str | None, str]] = field(default_factory=set)
 
     def add_logs(self, lines: tuple[LogLine, ...] | list[LogLine]) -> None:

@@ -98,7 +98,7 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     max_wait_seconds: float = Field(50.0, ge=0, le=600, description="cap on get_fal_result's wait_seconds")
     poll_first_interval: float = Field(1.0, gt=0, le=60, description="first status poll interval while waiting")
-    poll_max_interval: float = Field(2.5, gt=0, le=300, description="longest status poll interval while waiting")
+    poll_max_interval: float = Field(2.75, gt=0, le=300, description="longest status poll interval while waiting")
     progress_interval: float = Field(2.0, gt=0, le=60, description="most seconds between progress notifications")
     max_streams: int = Field(10, ge=0, le=1000, description="status streams open at once; other waits poll")
     use_status_stream: bool = Field(True, description="wait through fal's status stream where the provider has one")

@@ -11,9 +11,10 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -35,66 +36,25 @@ from server.errors import (
     describe_detail,
     redact,
 )
+from server.reports import (
+    DONE_WORDS,
+    QUEUED_WORDS,
+    RUNNING_WORDS,
+    CancelOutcome,
+    ResultReport,
+    StatusReport,
+    SubmitReceipt,
+    int_or_none,
+    parse_status,
+)
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-QUEUED_WORDS = frozenset({"IN_QUEUE", "QUEUED", "PENDING", "SUBMITTED"})
-RUNNING_WORDS = frozenset({"IN_PROGRESS", "PROCESSING", "RUNNING"})
-DONE_WORDS = frozenset({"COMPLETED", "SUCCESS", "SUCCEEDED", "SUCCEED"})
 RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 8.0
 _DEADLINE_MARGIN = 0.05  # seconds kept back from a caller's deadline to report why the retries stopped
-
-State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
-
-
-@dataclass(frozen=True)
-class LogLine:
-    message: str
-    timestamp: str | None = None
-    level: str | None = None
-
-    @property
-    def key(self) -> tuple[str | None, str]:
-        return (self.timestamp, self.message)
-
-
-@dataclass(frozen=True)
-class SubmitReceipt:
-    request_id: str
-    endpoint_id: str
-    status: str
-    queue_position: int | None
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    """One status answer. `state` is normalised; `failed` marks a job that completed with an error."""
-
-    state: State
-    raw_status: str
-    queue_position: int | None = None
-    logs: tuple[LogLine, ...] = ()
-    error: str | None = None
-    error_type: str | None = None
-    inference_time: float | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-
-@dataclass(frozen=True)
-class ResultReport:
-    """The result call's answer: the model's output when done, else `output` is None and still running."""
-
-    output: dict[str, Any] | None
-    still_running: bool = False
-
-
-CancelOutcome = Literal["requested", "already_completed", "not_found"]
 
 
 @dataclass
@@ -164,13 +124,22 @@ class FalQueueClient:
             request_id=request_id,
             endpoint_id=endpoint_id,
             status=str(data.get("status") or "IN_QUEUE"),
-            queue_position=_int_or_none(data.get("queue_position")),
+            queue_position=int_or_none(data.get("queue_position")),
         )
 
-    async def status(self, endpoint_id: str, request_id: str, *, with_logs: bool = True) -> StatusReport:
+    async def status(
+        self,
+        endpoint_id: str,
+        request_id: str,
+        *,
+        with_logs: bool = True,
+        on_retry: Callable[[FalError], None] | None = None,
+    ) -> StatusReport:
+        """The job's status. `on_retry` hears of each failed attempt that is retried (a bounded wait keeps the
+        reason, in case the wait ends before the retries do)."""
         path = self.status_path(endpoint_id, request_id)
         params = {"logs": "1"} if with_logs else None
-        response = await self._get(path, params=params, kind="status")
+        response = await self._get(path, params=params, kind="status", on_retry=on_retry)
         return parse_status(self._json_or_raise(response, action="status"))
 
     async def result(self, endpoint_id: str, request_id: str) -> ResultReport:
@@ -306,7 +275,14 @@ class FalQueueClient:
                     "list_fal_jobs first."
                 ) from None
 
-    async def _get(self, path: str, *, kind: str, params: dict[str, str] | None = None) -> httpx.Response:
+    async def _get(
+        self,
+        path: str,
+        *,
+        kind: str,
+        params: dict[str, str] | None = None,
+        on_retry: Callable[[FalError], None] | None = None,
+    ) -> httpx.Response:
         """GET with retries on transport errors, 408/429/502/503/504, honouring Retry-After, within a deadline."""
         url = self._url(path)
         headers = self._headers()
@@ -352,6 +328,8 @@ class FalQueueClient:
             attempt += 1
             if anyio.current_time() + delay + _DEADLINE_MARGIN > deadline:
                 raise problem
+            if on_retry is not None:
+                on_retry(problem)
             await anyio.sleep(delay)
 
     def _http_timeout(self, seconds: float) -> httpx.Timeout:
@@ -476,62 +454,6 @@ _STATUS_KEYS = frozenset(
         "message",
     }
 )
-
-
-def parse_status(data: dict[str, Any]) -> StatusReport:
-    """Normalise a status answer, tolerating UniAPI's words (`FAILURE`) and unknown ones (read as failed)."""
-    word = str(data.get("status") or "").upper()
-    logs = tuple(_parse_logs(data.get("logs")))
-    position = _int_or_none(data.get("queue_position"))
-    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
-    inference = metrics.get("inference_time") if isinstance(metrics, dict) else None
-    inference_time = float(inference) if isinstance(inference, int | float) else None
-    if word in QUEUED_WORDS:
-        return StatusReport("IN_QUEUE", word, queue_position=position, logs=logs)
-    if word in RUNNING_WORDS:
-        return StatusReport("IN_PROGRESS", word, logs=logs)
-    error = data.get("error")
-    error_type = data.get("error_type")
-    if word in DONE_WORDS:
-        return StatusReport(
-            "COMPLETED",
-            word,
-            logs=logs,
-            error=describe_detail(error) if error else None,
-            error_type=str(error_type) if error_type else None,
-            inference_time=inference_time,
-        )
-    shown = word or "(none)"
-    return StatusReport(
-        "COMPLETED",
-        word,
-        logs=logs,
-        error=(describe_detail(error) if error else f"the upstream reports status {shown}"),
-        error_type=str(error_type) if error_type else None,
-    )
-
-
-def _parse_logs(raw: Any) -> list[LogLine]:
-    if not isinstance(raw, list):
-        return []
-    seen: set[tuple[str | None, str]] = set()
-    lines = []
-    for item in raw:
-        if not isinstance(item, dict) or not isinstance(item.get("message"), str):
-            continue
-        line = LogLine(
-            message=item["message"],
-            timestamp=str(item["timestamp"]) if item.get("timestamp") is not None else None,
-            level=str(item["level"]) if item.get("level") is not None else None,
-        )
-        if line.key not in seen:
-            seen.add(line.key)
-            lines.append(line)
-    return lines
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _safe_json(response: httpx.Response) -> Any:

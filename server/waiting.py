@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import anyio
 
 from server.errors import FalError, RateLimitedError, UpstreamUnavailableError
+from server.reports import StatusReport
 from server.status_stream import StreamRefused, stream_status
-from server.upstream import FalQueueClient, StatusReport
+from server.upstream import FalQueueClient
 
 POLL_BACKOFF_FACTOR = 1.5
 POLL_JITTER = 0.1  # +-10%, so many waiting clients don't poll in lockstep
@@ -134,7 +135,7 @@ class Waiter:
         interval = limits.poll_first_interval
         while True:
             try:
-                report = await self._upstream.status(endpoint_id, request_id)
+                report = await self._upstream.status(endpoint_id, request_id, on_retry=struggle)
             except (UpstreamUnavailableError, RateLimitedError) as problem:
                 struggle(problem)  # worth trying again while the wait lasts; any other failure ends it
             else:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import anyio
 
 from server.errors import FalError
-from server.ledger import JobRow
 from server.runtime import Runtime
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.ledger import JobRow
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,7 @@ BACKOFF_FACTOR = 1.5
 TICK_SECONDS = 1.0  # how often the ledger is scanned for due jobs; checks themselves follow each job's interval
 STALE_SUBMIT_MARGIN = 60.0  # seconds beyond the longest a submit can take
 
-Check = Callable[[Runtime, JobRow], Awaitable[bool]]
+Check = Callable[[Runtime, "JobRow"], Awaitable[bool]]
 
 
 class Watcher:
@@ -53,6 +56,8 @@ class Watcher:
             if row.request_id is None or now - row.submitted_at > settings.watch_max_age:
                 continue
             live.add(row.request_id)
+            if row.request_id in self._rt.waits:
+                continue  # a wait is following it and will keep its result
             due = self._next.setdefault(row.request_id, row.submitted_at + settings.watch_first_interval)
             if due > now:
                 continue

@@ -144,3 +144,10 @@ async def test_catalog_resources(settings) -> None:
 
 def test_make_settings_is_loopback(sandbox: Sandbox) -> None:
     assert make_settings(sandbox).base_url.startswith("http://127.0.0.1:")
+
+
+def test_featured_inputs_file_matches_the_catalog() -> None:
+    from tools.featured import render
+    from tools.mcp_tools import FEATURED_INPUTS
+
+    assert FEATURED_INPUTS.read_text() == render(), "run `python -m tools.featured` and review the diff"

@@ -134,3 +134,29 @@ async def test_stored_input_never_keeps_data_uris_or_keys(sandbox: Sandbox, sett
         one = json.loads((await client.read_resource(f"fal://jobs/{request_id}")).contents[0].text)
     assert sandbox.config.key not in json.dumps(one)
     assert one["input"]["image_url"].startswith("data:image/png;base64,…") and len(one["input"]["image_url"]) < 100
+
+
+async def test_a_failing_watcher_never_takes_the_server_down(sandbox: Sandbox, monkeypatch) -> None:
+    from server import app
+    from server.watcher import Watcher
+
+    async def broken(self: Watcher) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Watcher, "round", broken)
+    monkeypatch.setattr(app, "WATCH_START_DELAY_SECONDS", 0.0)
+    async with connect(make_settings(sandbox, watch_jobs=True)) as client:
+        await anyio.sleep(0.3)  # the watcher has started and failed by now
+        answer = await client.call_tool("list_fal_jobs", {})
+    assert not answer.is_error
+
+
+async def test_the_watcher_leaves_jobs_being_waited_on_alone(sandbox: Sandbox) -> None:
+    sandbox.config.run_seconds = 2.0
+    settings = make_settings(sandbox, watch_jobs=True, watch_first_interval=0.1, watch_max_interval=0.1)
+    async with connect(settings) as client:
+        request_id = await _submit(client)
+        answer = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})
+    assert answer.structured_content["done"] is True
+    # the wait streamed the job; the watcher, checking every 0.1 s, never polled it meanwhile
+    assert [r.path for r in sandbox.seen("GET") if r.path.endswith("/status")] == []

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 Status = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+MAX_LIST_LIMIT = 200  # jobs one list_fal_jobs call returns at most
 Outcome = Literal["pending", "succeeded", "failed"]
 
 
@@ -65,3 +66,54 @@ class CancelAnswer(BaseModel):
     model: str
     outcome: Literal["requested", "already_completed"]
     message: str
+
+
+class ModelSummary(BaseModel):
+    model: str
+    title: str
+    family: str
+    task: str
+    featured: bool
+    required: list[str]
+    key_parameters: str = Field(description="The main optional parameters and their allowed values.")
+
+
+class ModelList(BaseModel):
+    count: int
+    models: list[ModelSummary]
+    next: str
+
+
+class ModelDescription(BaseModel):
+    model: str
+    title: str
+    family: str
+    task: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    example_input: dict[str, Any]
+    next: str
+
+
+class JobSummary(BaseModel):
+    request_id: str | None = None  # None: the submit never got an answer
+    model: str
+    status: str = Field(description="submitting, submitted, unknown, rejected, completed, failed or cancelled")
+    submitted_at: str
+    error: str | None = None
+    media_urls: list[str] = Field(default_factory=list)
+    downloads: list[str] = Field(default_factory=list, description="Local paths of downloaded files.")
+
+
+class JobList(BaseModel):
+    count: int
+    jobs: list[JobSummary]
+    next: str
+
+
+class UploadAnswer(BaseModel):
+    url: str
+    kind: Literal["uploaded", "data_uri"]
+    content_type: str
+    size: int
+    note: str

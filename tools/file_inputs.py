@@ -10,25 +10,17 @@ import functools
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel
 
 from server.fal_storage import FalStorageClient
 from server.local_files import LocalMedia, is_local_reference, read_media, to_data_uri
 from server.runtime import Runtime
+from tools.answers import UploadAnswer
 from tools.catalog import CatalogEntry
 
 DATA_URI_NOTE = (
     "No fal key is configured (a UniAPI token cannot upload to fal storage), so the file was inlined as a "
     "data URI, which most fal models accept."
 )
-
-
-class UploadAnswer(BaseModel):
-    url: str
-    kind: Literal["uploaded", "data_uri"]
-    content_type: str
-    size: int
-    note: str
 
 
 async def upload(rt: Runtime, reference: str) -> UploadAnswer:

@@ -11,7 +11,6 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from server.errors import FalError
 from server.ids import InvalidIdError, validate_request_id
 from server.runtime import Runtime
-from tools import models_info, records
 
 JSON = "application/json"
 RECENT_JOBS = 50
@@ -28,6 +27,8 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         description="Every catalogued fal model with its family, task, required fields and main options.",
     )
     def all_models() -> str:
+        from tools import models_info  # the catalog loads on first use, not at start-up
+
         return models_info.list_models().model_dump_json()
 
     @server.resource(
@@ -38,6 +39,8 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         description="One model's input schema, output schema and a minimal example input.",
     )
     def one_model(endpoint_id: str) -> str:
+        from tools import models_info
+
         try:
             return models_info.describe_model(endpoint_id).model_dump_json()
         except (FalError, InvalidIdError) as exc:
@@ -51,6 +54,8 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         description="The 50 most recent jobs recorded by this server, newest first.",
     )
     async def recent_jobs() -> str:
+        from tools import records
+
         jobs = await records.list_jobs(current(), None, None, None, RECENT_JOBS)
         return jobs.model_dump_json(exclude_none=True)
 
@@ -62,6 +67,8 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         description="One recorded job: status, input, result when kept, downloads.",
     )
     async def one_job(request_id: str) -> str:
+        from tools import records
+
         rt = current()
         try:
             row = await rt.db(rt.ledger.get, validate_request_id(request_id))

@@ -10,7 +10,8 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
@@ -20,12 +21,27 @@ from pydantic import BaseModel, Field
 from server.errors import FalError, redact
 from server.ids import InvalidIdError
 from server.runtime import Runtime
-from tools import file_inputs, models_info, operations, records, results
-from tools.answers import CancelAnswer, ResultAnswer, StatusAnswer, SubmitAnswer
+from tools.answers import (
+    MAX_LIST_LIMIT,
+    CancelAnswer,
+    JobList,
+    ModelDescription,
+    ModelList,
+    ResultAnswer,
+    StatusAnswer,
+    SubmitAnswer,
+    UploadAnswer,
+)
 from tools.schema import compact, without_descriptions
-from tools.validation import InputInvalidError
+
+if TYPE_CHECKING:
+    from tools.results import Progress
+
+# The modules doing the work (catalog, ledger, HTTP clients) are imported on first use, inside each tool:
+# the first `tools/list` answer needs none of them, and start-up time is what every client waits for.
 
 log = logging.getLogger(__name__)
+FEATURED_INPUTS = Path(__file__).with_name("featured_inputs.json")
 
 RequestId = Annotated[str, Field(description="From submit_fal_job.")]
 OptionalModel = Annotated[str | None, Field(description="Endpoint id; needed only for jobs not recorded here.")]
@@ -73,9 +89,16 @@ def build_tools() -> list[Tool]:
 
 def _publish_featured_inputs(submit: Tool) -> None:
     """Give submit_fal_job's `input` the typed schemas of the featured models, derived from the catalog."""
-    arms, defs = models_info.featured_input_schema()
+    arms, defs = featured_inputs()
     submit.parameters["properties"]["input"] = {**submit.parameters["properties"]["input"], "anyOf": arms}
     submit.parameters["$defs"] = defs
+
+
+def featured_inputs() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The featured models' input schemas, generated from the catalog into a file (`python -m tools.featured`)
+    so start-up need not import the catalog; a test fails when the file and the catalog disagree."""
+    data = json.loads(FEATURED_INPUTS.read_text())
+    return data["anyOf"], data["$defs"]
 
 
 def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> Tool:
@@ -107,6 +130,8 @@ async def submit_fal_job(
     against the model's parameters first: an invalid request is refused here, every wrong field named, before
     anything is paid for. Each call starts a new, billed job. Then call get_fal_result with wait_seconds.
     """
+    from tools import operations
+
     return await _answer(ctx, lambda: operations.submit(_runtime(ctx), model, input))
 
 
@@ -121,30 +146,36 @@ async def list_fal_models(
         Field(description="Filter: kling, veo, minimax-hailuo, luma-ray, wan, seedance, pixverse, sora or flux."),
     ] = None,
     query: Annotated[str | None, Field(description="Words that must all appear in the id or title.")] = None,
-) -> Annotated[CallToolResult, models_info.ModelList]:
+) -> Annotated[CallToolResult, ModelList]:
     """List the catalogued fal models (validated before submit), featured first, with required fields and
     main options. Other fal endpoint ids can still be submitted, unvalidated.
     """
+    from tools import models_info
+
     return await _answer(ctx, lambda: models_info.list_models(task, family, query))
 
 
 async def describe_fal_model(
     model: Annotated[str, Field(description="fal endpoint id, e.g. 'fal-ai/veo3.1/fast/image-to-video'.")],
     ctx: Context[Runtime, Any],
-) -> Annotated[CallToolResult, models_info.ModelDescription]:
+) -> Annotated[CallToolResult, ModelDescription]:
     """A catalogued model's input schema (types, enums, ranges, defaults), output schema and a minimal valid
     example input.
     """
+    from tools import models_info
+
     return await _answer(ctx, lambda: models_info.describe_model(model))
 
 
 async def upload_fal_file(
     path: Annotated[str, Field(description="Absolute path (or file:// URL) of a local image, video or audio file.")],
     ctx: Context[Runtime, Any],
-) -> Annotated[CallToolResult, file_inputs.UploadAnswer]:
+) -> Annotated[CallToolResult, UploadAnswer]:
     """Turn a local image/video/audio file into a URL for a model's file field (image_url, ...): uploaded to fal
     storage with a fal key, else a size-capped data URI. submit_fal_job also accepts such paths directly.
     """
+    from tools import file_inputs
+
     return await _answer(ctx, lambda: file_inputs.upload(_runtime(ctx), path))
 
 
@@ -156,11 +187,13 @@ async def list_fal_jobs(
     ] = None,
     model: Annotated[str | None, Field(description="Filter: endpoint id.")] = None,
     since: Annotated[str | None, Field(description="Only jobs submitted since this ISO date/time.")] = None,
-    limit: Annotated[int, Field(ge=1, le=records.MAX_LIST_LIMIT)] = 20,
-) -> Annotated[CallToolResult, records.JobList]:
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = 20,
+) -> Annotated[CallToolResult, JobList]:
     """Jobs recorded by this server (kept across restarts), newest first, with status and media URLs. Check
     here before resubmitting.
     """
+    from tools import records
+
     return await _answer(ctx, lambda: records.list_jobs(_runtime(ctx), status, model, since, limit))
 
 
@@ -170,6 +203,8 @@ async def get_fal_status(
     """A job's status: IN_QUEUE (queue position), IN_PROGRESS (recent logs) or COMPLETED; outcome 'failed'
     when it completed with an error.
     """
+    from tools import operations
+
     return await _answer(ctx, lambda: operations.status(_runtime(ctx), request_id, model))
 
 
@@ -186,6 +221,8 @@ async def get_fal_result(
     """A job's output (media URLs and the model's fields). wait_seconds > 0 waits for it with progress. Still
     running is not an error: done is false, next says what to call. Failed or cancelled jobs are errors.
     """
+    from tools import results
+
     return await _answer(
         ctx,
         lambda: results.result(
@@ -200,10 +237,12 @@ async def cancel_fal_job(
     """Cancel a queued or running job upstream (some providers, e.g. UniAPI, cannot: said plainly). Cancelling
     a get_fal_result wait does not cancel the job; this does.
     """
+    from tools import operations
+
     return await _answer(ctx, lambda: operations.cancel(_runtime(ctx), request_id, model))
 
 
-def _progress_reporter(ctx: Context[Runtime, Any]) -> results.Progress:
+def _progress_reporter(ctx: Context[Runtime, Any]) -> Progress:
     """Progress notifications whose values only grow (seconds waited), each with a one-line status."""
     last = 0.0
 
@@ -225,7 +264,7 @@ async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awa
     try:
         outcome = work()
         answer = await outcome if inspect.isawaitable(outcome) else outcome
-    except (FalError, InvalidIdError, InputInvalidError) as exc:
+    except (FalError, InvalidIdError) as exc:  # InputInvalidError is a FalError too
         text = str(exc)
         for secret in secrets:
             text = redact(text, secret)

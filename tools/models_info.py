@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from server.errors import NotFoundError
 from server.ids import normalize_endpoint_id
+from tools.answers import ModelDescription, ModelList, ModelSummary
 from tools.catalog import CATALOG, CatalogEntry
 from tools.examples import example_input
 from tools.schema import compact, shared_defs_schema, without_descriptions
@@ -34,33 +33,6 @@ SELF_EXPLANATORY = frozenset(
     }
 )
 KEY_FIELDS_SHOWN = 6
-
-
-class ModelSummary(BaseModel):
-    model: str
-    title: str
-    family: str
-    task: str
-    featured: bool
-    required: list[str]
-    key_parameters: str = Field(description="The main optional parameters and their allowed values.")
-
-
-class ModelList(BaseModel):
-    count: int
-    models: list[ModelSummary]
-    next: str
-
-
-class ModelDescription(BaseModel):
-    model: str
-    title: str
-    family: str
-    task: str
-    input_schema: dict[str, Any]
-    output_schema: dict[str, Any]
-    example_input: dict[str, Any]
-    next: str
 
 
 def list_models(task: str | None = None, family: str | None = None, query: str | None = None) -> ModelList:

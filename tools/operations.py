@@ -13,8 +13,8 @@ from typing import Any
 from server.errors import InvalidRequestError, NotFoundError
 from server.ids import normalize_endpoint_id, validate_request_id
 from server.ledger import JobRow
+from server.reports import StatusReport
 from server.runtime import Runtime
-from server.upstream import StatusReport
 from tools import records
 from tools.answers import CancelAnswer, Outcome, StatusAnswer, SubmitAnswer
 from tools.file_inputs import convert_local_fields
@@ -68,6 +68,20 @@ def _check_limits(rt: Runtime, params: dict[str, Any]) -> None:
 
 
 async def status(rt: Runtime, request_id: str, model: str | None) -> StatusAnswer:
+    request_id = validate_request_id(request_id)
+    record = rt.jobs.get(request_id)
+    if record is not None and not record.finished:
+        # The common case, a job this process follows: ask the upstream straight away (status is polled often,
+        # and the ledger is only needed once the upstream no longer knows the job).
+        endpoint_id = normalize_endpoint_id(model) if model else record.endpoint_id
+        try:
+            report = await rt.upstream.status(endpoint_id, request_id)
+        except NotFoundError:
+            row = await rt.db(rt.ledger.get, request_id)
+            if row is not None and row.state in FINISHED:
+                return recorded_status(rt, row)
+            raise
+        return status_answer(rt, request_id, endpoint_id, report, None)
     request_id, endpoint_id, row = await resolve(rt, request_id, model)
     if row is not None and row.state in FINISHED:
         return recorded_status(rt, row)

@@ -12,33 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, Field
 
 from server.errors import FalError, InvalidRequestError, JobFailedError, SubmitOutcomeUnknownError, redact
 from server.ids import normalize_endpoint_id
 from server.ledger import STATES, JobRow
+from server.reports import SubmitReceipt
 from server.runtime import Runtime
-from server.upstream import SubmitReceipt
+from tools.answers import MAX_LIST_LIMIT, JobList, JobSummary
 from tools.media import find_media
 
 _DATA_URI = re.compile(r"^data:([\w.+/-]*)(;base64)?,", re.IGNORECASE)
-MAX_LIST_LIMIT = 200
-
-
-class JobSummary(BaseModel):
-    request_id: str | None = None  # None: the submit never got an answer
-    model: str
-    status: str = Field(description="submitting, submitted, unknown, rejected, completed, failed or cancelled")
-    submitted_at: str
-    error: str | None = None
-    media_urls: list[str] = Field(default_factory=list)
-    downloads: list[str] = Field(default_factory=list, description="Local paths of downloaded files.")
-
-
-class JobList(BaseModel):
-    count: int
-    jobs: list[JobSummary]
-    next: str
 
 
 @asynccontextmanager
@@ -109,11 +92,19 @@ async def keep_output(rt: Runtime, request_id: str, output: dict[str, Any]) -> N
         kept = {"_note": f"result of {size} bytes not kept (FAL_MCP_MAX_STORED_RESULT_BYTES)", "media_urls": urls}
     with anyio.CancelScope(shield=True):
         await rt.db(rt.ledger.store_result, request_id, kept, urls)
+    _finished(rt, request_id)
 
 
 async def keep_failure(rt: Runtime, request_id: str, error: JobFailedError) -> None:
     with anyio.CancelScope(shield=True):
         await rt.db(rt.ledger.mark_failed, request_id, error.message, cancelled=error.error_type == "cancelled")
+    _finished(rt, request_id)
+
+
+def _finished(rt: Runtime, request_id: str) -> None:
+    record = rt.jobs.get(request_id)
+    if record is not None:
+        record.finished = True
 
 
 async def refresh(rt: Runtime, row: JobRow) -> bool:

@@ -12,8 +12,8 @@ from typing import Any
 
 from server.errors import JobFailedError, NotFoundError
 from server.ledger import JobRow
+from server.reports import StatusReport
 from server.runtime import Runtime
-from server.upstream import StatusReport
 from server.waiting import WaitLimits
 from tools import records
 from tools.answers import ResultAnswer
@@ -133,7 +133,11 @@ async def _wait(
         if progress is not None:
             await progress(elapsed, seconds, _progress_message(rt, request_id, report))
 
-    return await rt.waiter.wait(endpoint_id, request_id, limits, on_update)
+    rt.waits.add(request_id)
+    try:
+        return await rt.waiter.wait(endpoint_id, request_id, limits, on_update)
+    finally:
+        rt.waits.discard(request_id)
 
 
 def _progress_message(rt: Runtime, request_id: str, report: StatusReport | None) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from server.errors import InvalidRequestError
 from tools.catalog import CatalogEntry, lookup
 
 MAX_ERRORS_LISTED = 20
@@ -26,7 +27,7 @@ class CheckedInput:
     notes: list[str] = field(default_factory=list)
 
 
-class InputInvalidError(ValueError):
+class InputInvalidError(InvalidRequestError):
     """The input would be refused by fal; `problems` names every wrong field and what is allowed."""
 
     def __init__(self, endpoint_id: str, problems: list[str]) -> None:

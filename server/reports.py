@@ -1,0 +1,120 @@
+"""What the upstream reports, as plain values: log lines, a submit receipt, a status, a result.
+
+Kept apart from the HTTP client so that modules needing only these types do not import httpx at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from server.errors import describe_detail
+
+QUEUED_WORDS = frozenset({"IN_QUEUE", "QUEUED", "PENDING", "SUBMITTED"})
+RUNNING_WORDS = frozenset({"IN_PROGRESS", "PROCESSING", "RUNNING"})
+DONE_WORDS = frozenset({"COMPLETED", "SUCCESS", "SUCCEEDED", "SUCCEED"})
+
+State = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+
+
+@dataclass(frozen=True)
+class LogLine:
+    message: str
+    timestamp: str | None = None
+    level: str | None = None
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        return (self.timestamp, self.message)
+
+
+@dataclass(frozen=True)
+class SubmitReceipt:
+    request_id: str
+    endpoint_id: str
+    status: str
+    queue_position: int | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """One status answer. `state` is normalised; `failed` marks a job that completed with an error."""
+
+    state: State
+    raw_status: str
+    queue_position: int | None = None
+    logs: tuple[LogLine, ...] = ()
+    error: str | None = None
+    error_type: str | None = None
+    inference_time: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+@dataclass(frozen=True)
+class ResultReport:
+    """The result call's answer: the model's output when done, else `output` is None and still running."""
+
+    output: dict[str, Any] | None
+    still_running: bool = False
+
+
+CancelOutcome = Literal["requested", "already_completed", "not_found"]
+
+
+def parse_status(data: dict[str, Any]) -> StatusReport:
+    """Normalise a status answer, tolerating UniAPI's words (`FAILURE`) and unknown ones (read as failed)."""
+    word = str(data.get("status") or "").upper()
+    logs = tuple(_parse_logs(data.get("logs")))
+    position = int_or_none(data.get("queue_position"))
+    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+    inference = metrics.get("inference_time") if isinstance(metrics, dict) else None
+    inference_time = float(inference) if isinstance(inference, int | float) else None
+    if word in QUEUED_WORDS:
+        return StatusReport("IN_QUEUE", word, queue_position=position, logs=logs)
+    if word in RUNNING_WORDS:
+        return StatusReport("IN_PROGRESS", word, logs=logs)
+    error = data.get("error")
+    error_type = data.get("error_type")
+    if word in DONE_WORDS:
+        return StatusReport(
+            "COMPLETED",
+            word,
+            logs=logs,
+            error=describe_detail(error) if error else None,
+            error_type=str(error_type) if error_type else None,
+            inference_time=inference_time,
+        )
+    shown = word or "(none)"
+    return StatusReport(
+        "COMPLETED",
+        word,
+        logs=logs,
+        error=(describe_detail(error) if error else f"the upstream reports status {shown}"),
+        error_type=str(error_type) if error_type else None,
+    )
+
+
+def _parse_logs(raw: Any) -> list[LogLine]:
+    if not isinstance(raw, list):
+        return []
+    seen: set[tuple[str | None, str]] = set()
+    lines = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("message"), str):
+            continue
+        line = LogLine(
+            message=item["message"],
+            timestamp=str(item["timestamp"]) if item.get("timestamp") is not None else None,
+            level=str(item["level"]) if item.get("level") is not None else None,
+        )
+        if line.key not in seen:
+            seen.add(line.key)
+            lines.append(line)
+    return lines
+
+
+def int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
