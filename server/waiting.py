@@ -32,6 +32,8 @@ class WaitLimits:
     poll_first_interval: float
     poll_max_interval: float
     heartbeat: float
+    # A job submitted a moment ago is surely still queued: its first poll can wait (one request fewer per job).
+    first_poll_delay: float = 0.0
 
 
 class Waiter:
@@ -133,6 +135,7 @@ class Waiter:
         struggle: Callable[[FalError], None],
     ) -> None:
         interval = limits.poll_first_interval
+        await anyio.sleep(limits.first_poll_delay)
         while True:
             try:
                 report = await self._upstream.status(endpoint_id, request_id, on_retry=struggle)

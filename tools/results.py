@@ -119,11 +119,14 @@ def _done(request_id: str, endpoint_id: str, output: dict[str, Any], *, kept: bo
 async def _wait(
     rt: Runtime, request_id: str, endpoint_id: str, seconds: float, progress: Progress | None
 ) -> StatusReport | None:
+    record = rt.jobs.get(request_id)
+    age = time.time() - record.submitted_at if record is not None and record.submitted_at is not None else None
     limits = WaitLimits(
         seconds=seconds,
         poll_first_interval=rt.settings.poll_first_interval,
         poll_max_interval=rt.settings.poll_max_interval,
         heartbeat=rt.settings.progress_interval,
+        first_poll_delay=max(0.0, rt.settings.poll_first_interval - age) if age is not None else 0.0,
     )
 
     async def on_update(report: StatusReport | None, elapsed: float) -> None:
