@@ -14,27 +14,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import ipaddress
-import mimetypes
 import os
 import re
-import socket
 import stat
 import tempfile
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import anyio
 import anyio.to_thread
 import httpx
 
 from server.errors import FalError
-from server.local_files import EXTENSIONS
+from server.file_names import media_type, numbered, safe_file_name
+from server.url_safety import refusal
 
 MAX_REDIRECTS = 3
-MAX_NAME_CHARS = 100
 MAX_COPIES = 999  # "name (999).mp4" is the last name tried before giving up
 WRITE_BYTES = 1024 * 1024  # network chunks are gathered up to this before each write (one thread hop per MiB)
 STALL_SECONDS = 30.0  # a connection that stays silent this long fails even when the overall budget remains
@@ -44,22 +39,6 @@ EXCERPT_CHARS = 80
 REQUEST_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "fal-queue-mcp/0.1"}
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_DROPPED = frozenset({"Cc", "Cf"})  # control and invisible format characters (NUL, bidi overrides) are removed
-_NAME_CHARS = re.compile(r"[^A-Za-z0-9._ -]+")
-_EXTENSION = re.compile(r"[A-Za-z0-9]{1,8}")
-_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,60}/[a-z0-9!#$&^_.+-]{1,60}")
-_WINDOWS_RESERVED = frozenset(
-    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {f"{port}{n}" for port in ("COM", "LPT") for n in range(10)}
-)
-# Extensions a double click would run: a name from the job result must not turn a download into a program.
-_RUNNABLE = frozenset(
-    {"exe", "com", "bat", "cmd", "scr", "pif", "msi", "dll", "cpl", "ps1", "vbs", "vbe", "js", "jse", "wsf"}
-    | {"wsh", "hta", "lnk", "jar", "app", "sh", "command", "desktop", "reg", "url", "scf", "msc", "appref"}
-)
-# Names that only resolve inside a network (RFC 6762 .local, ICANN's .internal, RFC 8375 home.arpa), where
-# metadata.google.internal lives. Single-label names (no dot) resolve only through local search domains.
-_LOCAL_SUFFIXES = (".local", ".internal", ".home.arpa")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class DownloadError(FalError):
@@ -131,27 +110,6 @@ async def download_media(
         ) from None
 
 
-def safe_file_name(request_id: str, url: str, suggested_name: str | None, content_type: str | None) -> str:
-    """A plain file name "<first 8 of request id>-<base>.<ext>", safe on any file system.
-
-    The base comes from `suggested_name`, else the URL path's last segment; the extension from that name when it
-    is short, alphanumeric and not runnable, else from `content_type`, else "bin".
-    """
-    prefix = re.sub(r"[^A-Za-z0-9]", "", request_id)[:8] or "job"
-    stem, extension = "", ""
-    for candidate in (suggested_name, _url_file_name(url)):
-        if candidate:
-            stem, extension = _split_extension(_clean_name(candidate))
-            if stem:
-                break
-    stem = stem or "output"
-    extension = extension or _extension_for(content_type) or "bin"
-    if stem.split(".")[0].strip().upper() in _WINDOWS_RESERVED:
-        stem += "_"
-    room = MAX_NAME_CHARS - len(prefix) - len(extension) - 2
-    return f"{prefix}-{stem[:room].rstrip(' .')}.{extension}"
-
-
 # ---- URL checks ---------------------------------------------------------------------------------------------
 
 
@@ -164,78 +122,13 @@ def _checked_url(url: str, *, allow_loopback: bool) -> httpx.URL:
             "The media URL could not be read as a URL, so nothing was downloaded; pass the http(s) URL exactly "
             "as the job result gives it."
         ) from None
-    reason = _refusal(parsed, allow_loopback=allow_loopback)
+    reason = refusal(parsed, allow_loopback=allow_loopback)
     if reason is not None:
         raise DownloadError(
             f"The media URL was not downloaded: {reason}. Only http(s) links to public hosts are fetched; nothing "
             "was sent."
         )
     return parsed
-
-
-def _refusal(url: httpx.URL, *, allow_loopback: bool) -> str | None:
-    """Why `url` may not be fetched, or None.
-
-    Host names are not resolved: a public name that resolves to a private address (or rebinds to one) is not
-    caught here. Only IP literals (in any form the resolver would accept) and names that are local by
-    definition are refused.
-    """
-    scheme = url.scheme
-    if scheme not in ("http", "https"):
-        shown = re.sub(r"[^a-z0-9+.-]", "", scheme.lower())[:20]
-        return f"it is a {shown}: URL, not http(s)" if shown else "it is not an absolute http(s) URL"
-    if url.userinfo:
-        # httpx would turn user:password@ into an Authorization header.
-        return "it carries a user name or password"
-    host = url.host.rstrip(".").lower()
-    if not host:
-        return "it has no host"
-    address = _ip_literal(host)
-    if address is None:
-        if host == "localhost" or host.endswith(".localhost"):
-            return None if allow_loopback else "its host is this computer (localhost)"
-        if "." not in host or host.endswith(_LOCAL_SUFFIXES):
-            return "its host is a local-network name"
-        return None
-    return _address_refusal(address, allow_loopback=allow_loopback)
-
-
-def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    # The resolver also takes legacy IPv4 forms (2130706433, 0x7f.1, 017700000001, 127.1) as addresses.
-    if re.fullmatch(r"[0-9a-fx.]+", host) and any(c.isdigit() for c in host):
-        with contextlib.suppress(OSError):
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-    return None
-
-
-def _address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_loopback: bool) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is that IPv4 host
-            return _address_refusal(address.ipv4_mapped, allow_loopback=allow_loopback)
-        teredo = address.teredo[1] if address.teredo else None
-        nat64 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None
-        for embedded in (address.sixtofour, teredo, nat64):  # tunnels that reach an embedded IPv4 host
-            if embedded is not None and (reason := _address_refusal(embedded, allow_loopback=False)):
-                return reason
-    if address.is_loopback:
-        return None if allow_loopback else "its host is a loopback address (this computer)"
-    if address.is_unspecified:
-        return "its host is an unspecified address"
-    if address.is_link_local:
-        return "its host is a link-local address (where cloud metadata services answer)"
-    if address.is_multicast:
-        return "its host is a multicast address"
-    if address.is_reserved:
-        return "its host is a reserved address"
-    if address.is_private:
-        return "its host is a private-network address"
-    if not address.is_global:
-        return "its host is a non-public address"
-    return None
 
 
 def _host_of(url: httpx.URL) -> str:
@@ -280,7 +173,7 @@ async def _open(http: httpx.AsyncClient, url: httpx.URL, limits: DownloadLimits,
             url = httpx.URL()
         if not url.scheme:
             raise DownloadError(f"{where} answered with a redirect that has no usable target; nothing was saved.")
-        reason = _refusal(url, allow_loopback=limits.allow_loopback)
+        reason = refusal(url, allow_loopback=limits.allow_loopback)
         if reason is not None:
             # The target is not quoted: it is a header value chosen by the media host.
             raise DownloadError(
@@ -313,7 +206,7 @@ async def _save(
     if declared.isdigit() and int(declared) > limits.max_bytes:
         raise _too_large(where, limits.max_bytes)
 
-    kind = _media_type(content_type) or _media_type(response.headers.get("content-type"))
+    kind = media_type(content_type) or media_type(response.headers.get("content-type"))
     name = safe_file_name(request_id, url, suggested_name, kind)
     try:
         file, temporary = await anyio.to_thread.run_sync(_create_temporary, directory)
@@ -369,8 +262,8 @@ async def _stream_into(
 
 async def _excerpt(response: httpx.Response) -> str:
     """A short, single-line excerpt of a plain-text or JSON error body, or ""."""
-    media_type = _media_type(response.headers.get("content-type")) or ""
-    if not (media_type == "text/plain" or media_type.endswith("json")):
+    kind = media_type(response.headers.get("content-type")) or ""
+    if not (kind == "text/plain" or kind.endswith("json")):
         return ""
     wanted = 4 * EXCERPT_CHARS
     if response.is_stream_consumed:  # only a test transport answers with the body already read
@@ -408,59 +301,7 @@ def _too_large(where: str, max_bytes: int) -> DownloadError:
     )
 
 
-def _media_type(value: str | None) -> str | None:
-    """The bare "type/subtype" of a Content-Type value, or None when there is none or it is malformed."""
-    if not value:
-        return None
-    bare = value.split(";", 1)[0].strip().lower()
-    return bare if _MEDIA_TYPE.fullmatch(bare) else None
-
-
 # ---- names ----------------------------------------------------------------------------------------------------
-
-
-def _url_file_name(url: str) -> str:
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return ""
-    return unquote(path.rsplit("/", 1)[-1])
-
-
-def _clean_name(text: str) -> str:
-    # NFKD first: it maps look-alikes (fullwidth ／, ＼, ．) to the characters that are then stripped.
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if unicodedata.category(c) not in _DROPPED and not unicodedata.combining(c))
-    text = re.split(r"[/\\]", text)[-1]  # directory parts, both separators, whatever the platform
-    return _NAME_CHARS.sub("_", text).strip(" ")
-
-
-def _split_extension(name: str) -> tuple[str, str]:
-    """(stem, extension) with no leading dots or dashes; an unusable extension stays in the stem."""
-    stem, dot, extension = name.rpartition(".")
-    if not (dot and stem.strip("._- ") and _EXTENSION.fullmatch(extension)):
-        stem, extension = name, ""
-    elif extension.lower() in _RUNNABLE:
-        extension = ""
-    return stem.lstrip("._- ").rstrip(" ."), extension.lower()
-
-
-def _extension_for(content_type: str | None) -> str | None:
-    media_type = _media_type(content_type)
-    if media_type is None:
-        return None
-    guessed = EXTENSIONS.get(media_type) or mimetypes.guess_extension(media_type, strict=False)
-    extension = (guessed or "").lstrip(".").lower()
-    return extension if _EXTENSION.fullmatch(extension) and extension not in _RUNNABLE else None
-
-
-def _numbered(name: str, n: int) -> str:
-    """The name of copy n: name.mp4, then "name (2).mp4", ..., still within MAX_NAME_CHARS."""
-    if n == 1:
-        return name
-    stem, _, extension = name.rpartition(".")
-    suffix = f" ({n}).{extension}"
-    return stem[: MAX_NAME_CHARS - len(suffix)].rstrip(" .") + suffix
 
 
 # ---- files (synchronous: run in a worker thread) ---------------------------------------------------------------
@@ -499,7 +340,7 @@ def _publish(file: io.BufferedWriter, temporary: Path, directory: Path, name: st
     attempts, n = 0, 1
     while n <= MAX_COPIES and attempts < MAX_COPIES + 10:
         attempts += 1
-        final = directory / _numbered(name, n)
+        final = directory / numbered(name, n)
         try:
             info: os.stat_result | None = os.lstat(final)
         except FileNotFoundError:
