@@ -58,7 +58,7 @@ async def stream_status(
                     continue
                 if not isinstance(data, dict):
                     continue
-                report = parse_status(data)
+                report = parse_status(upstream.scrub(data))
                 yield report
                 if report.state == "COMPLETED":
                     return

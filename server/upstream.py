@@ -123,7 +123,7 @@ class FalQueueClient:
         return SubmitReceipt(
             request_id=request_id,
             endpoint_id=endpoint_id,
-            status=str(data.get("status") or "IN_QUEUE"),
+            status=self.scrub(str(data.get("status") or "IN_QUEUE")),
             queue_position=int_or_none(data.get("queue_position")),
         )
 
@@ -140,7 +140,7 @@ class FalQueueClient:
         path = self.status_path(endpoint_id, request_id)
         params = {"logs": "1"} if with_logs else None
         response = await self._get(path, params=params, kind="status", on_retry=on_retry)
-        return parse_status(self._json_or_raise(response, action="status"))
+        return parse_status(self.scrub(self._json_or_raise(response, action="status")))
 
     async def result(self, endpoint_id: str, request_id: str) -> ResultReport:
         path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}"
@@ -153,14 +153,14 @@ class FalQueueClient:
                 "Fix those fields and submit a new job.",
                 status_code=422,
             )
-        error_type = response.headers.get("x-fal-error-type")
-        if response.status_code >= 400 and (error_type or _body_error_type(response)):
+        error_type = self.scrub(response.headers.get("x-fal-error-type") or _body_error_type(response))
+        if response.status_code >= 400 and error_type:
             raise JobFailedError(
-                f"The job failed ({error_type or _body_error_type(response)}): {self._detail(response)}",
+                f"The job failed ({error_type}): {self._detail(response)}",
                 status_code=response.status_code,
-                error_type=error_type or _body_error_type(response),
+                error_type=error_type,
             )
-        data = self._json_or_raise(response, action="result")
+        data = self.scrub(self._json_or_raise(response, action="result"))
         word = str(data.get("status", "")).upper() if set(data) <= _STATUS_KEYS else ""
         if word in QUEUED_WORDS | RUNNING_WORDS:
             return ResultReport(output=None, still_running=True)
@@ -221,6 +221,15 @@ class FalQueueClient:
     @property
     def settings(self) -> Settings:
         return self._settings
+
+    def scrub(self, value: Any) -> Any:
+        """An upstream answer with every configured key cut out of its texts (keys of objects included).
+
+        An upstream that echoes the key back (in log lines, an error, a result) must not carry it into tool
+        results, the ledger or the logs: every answer passes through here before it is used.
+        """
+        secrets = self._settings.secrets()
+        return _scrub(value, secrets) if secrets else value
 
     def status_path(self, endpoint_id: str, request_id: str) -> str:
         return f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/status"
@@ -371,7 +380,7 @@ class FalQueueClient:
         detail: Any = body.get("detail", body) if isinstance(body, dict) else body
         if detail is None:
             detail = f"HTTP {response.status_code}"
-        return redact(describe_detail(detail), self._settings.api_key())
+        return describe_detail(self.scrub(detail))  # scrubbed before it is cut short, or a cut key would stay
 
     def _json_or_raise(self, response: httpx.Response, *, action: str) -> dict[str, Any]:
         self._raise_for_status(response, action=action)
@@ -454,6 +463,18 @@ _STATUS_KEYS = frozenset(
         "message",
     }
 )
+
+
+def _scrub(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = redact(value, secret)
+        return value
+    if isinstance(value, list):
+        return [_scrub(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key, secrets): _scrub(item, secrets) for key, item in value.items()}
+    return value
 
 
 def _safe_json(response: httpx.Response) -> Any:
