@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 
 from server.errors import (
@@ -30,6 +31,7 @@ from server.settings import is_loopback_host
 
 STORAGE_TYPE = "fal-cdn-v3"
 ANSWER_LIMIT = 64 * 1024  # both answers are small JSON objects
+DEFAULT_ANSWER_TIMEOUT = 20.0  # seconds for a whole answer; callers pass FAL_MCP_REQUEST_TIMEOUT
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]+")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -42,7 +44,15 @@ class _Token:
 
 
 class FalStorageClient:
-    def __init__(self, http: httpx.AsyncClient, *, token_base: str, upload_base: str | None, fal_key: str) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        token_base: str,
+        upload_base: str | None,
+        fal_key: str,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> None:
         checked = safe_base(token_base)
         if checked is None:
             raise ValueError("token_base must be an https URL (or http on a loopback host)")
@@ -52,6 +62,7 @@ class FalStorageClient:
         if upload_base and self._upload_base is None:
             raise ValueError("upload_base must be an https URL (or http on a loopback host)")
         self._fal_key = fal_key
+        self._answer_timeout = answer_timeout  # the whole answer, not each read: a trickling body must not hang a call
 
     async def upload(self, media: LocalMedia) -> str:
         """Upload the bytes and return the file's access_url (http or https)."""
@@ -79,6 +90,12 @@ class FalStorageClient:
             raise BadResponseError(
                 "fal storage accepted the upload but did not return a usable access_url; try again, or upload "
                 "the file elsewhere and pass its http(s) URL."
+            )
+        if redact(str(url), self._fal_key) != url or redact(str(url), token.token) != url:
+            # An upload URL goes into the job input, the ledger and the answer: it must not carry a credential.
+            raise BadResponseError(
+                "fal storage returned an access_url that contains a credential, so it was not used; try again, or "
+                "upload the file elsewhere and pass its http(s) URL."
             )
         return str(url)
 
@@ -119,10 +136,13 @@ class FalStorageClient:
             ) from None
         try:
             content = bytearray()
-            async for chunk in response.aiter_bytes():
-                content += chunk
-                if len(content) > ANSWER_LIMIT:
-                    raise BadResponseError(f"fal storage's answer to {action} was unexpectedly large; try again.")
+            with anyio.move_on_after(self._answer_timeout) as reading:
+                async for chunk in response.aiter_bytes():
+                    content += chunk
+                    if len(content) > ANSWER_LIMIT:
+                        raise BadResponseError(f"fal storage's answer to {action} was unexpectedly large; try again.")
+            if reading.cancelled_caught:
+                raise UpstreamUnavailableError(f"fal storage's answer to {action} came too slowly; try again.")
         except httpx.HTTPError as exc:
             raise UpstreamUnavailableError(
                 f"fal storage's answer to {action} was cut off ({type(exc).__name__}); try again."

@@ -341,13 +341,6 @@ CASES: list[Case] = [Case(variant, fault, 100) for variant in TOOLS for fault in
     Case(variant, fault, fault.transient_times) for variant in READS for fault in TRANSIENT
 ]
 # Known problems in files this suite may not change: the case is expected to fail (strict: fixing it shows).
-KNOWN_ELSEWHERE = {
-    f"upload-{route}-slow-body-persistent": (
-        "server/fal_storage.py FalStorageClient._send reads the answer with only httpx's per-read timeout, so a body "
-        "trickling in pieces, each within FAL_MCP_REQUEST_TIMEOUT, holds upload_fal_file for the whole trickle"
-    )
-    for route in ("token", "file")
-}
 CONCURRENCY = 10  # cases in flight at once: enough to overlap the waits, few enough to keep answers prompt
 
 
@@ -388,16 +381,7 @@ def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(
-            case,
-            id=case.id,
-            marks=[pytest.mark.xfail(reason=KNOWN_ELSEWHERE[case.id], strict=True)]
-            if case.id in KNOWN_ELSEWHERE
-            else [],
-        )
-        for case in CASES
-    ],
+    [pytest.param(case, id=case.id) for case in CASES],
 )
 def test_fault_case(case: Case, matrix: dict[str, Outcome | str]) -> None:
     outcome = matrix[case.id]

@@ -499,11 +499,6 @@ async def test_an_upstream_echoing_the_key_does_not_spread_it(upstream: Sandbox,
     assert _ledger_leaks(tmp_path / "state") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/fal_storage.py FalStorageClient.upload returns fal storage's access_url as given: one that "
-    "carries the key (an echoing or compromised storage host) reaches the tool result",
-)
 async def test_an_upload_url_carrying_the_key_is_not_passed_on(upstream: Sandbox, tmp_path: Path) -> None:
     photo = tmp_path / "photo.png"
     photo.write_bytes(tiny_png())

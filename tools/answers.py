@@ -51,7 +51,7 @@ class ResultAnswer(BaseModel):
     request_id: str
     model: str
     done: bool = Field(description="False while the job is still queued or running.")
-    status: Status
+    status: Status | None = Field(None, description="Absent when no status has been seen yet.")
     output: dict[str, Any] | None = Field(None, description="The model's output, when done.")
     media: list[MediaFile] = Field(default_factory=list)
     queue_position: int | None = None

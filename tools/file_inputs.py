@@ -86,5 +86,6 @@ async def _publish(rt: Runtime, media: LocalMedia) -> tuple[str, Literal["upload
         token_base=rt.settings.storage_token_base,
         upload_base=rt.settings.storage_upload_base,
         fal_key=fal_key,
+        answer_timeout=rt.settings.request_timeout,
     )
     return await storage.upload(media), "uploaded"

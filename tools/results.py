@@ -174,7 +174,6 @@ def _still_running(
             request_id=request_id,
             model=endpoint_id,
             done=False,
-            status="IN_QUEUE",
             next=f"No status yet after waiting {waited:.0f} s; this is not an error. Call get_fal_result again.",
         )
     answer = status_answer(rt, request_id, endpoint_id, report, row)
