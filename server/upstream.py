@@ -13,7 +13,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,19 +21,14 @@ import httpx
 
 from server import ids
 from server.errors import (
-    AuthError,
     BadResponseError,
     CancelUnsupportedError,
     FalError,
     JobFailedError,
     MissingKeyError,
-    NotFoundError,
     RateLimitedError,
     SubmitOutcomeUnknownError,
     UpstreamUnavailableError,
-    UpstreamValidationError,
-    describe_detail,
-    redact,
 )
 from server.reports import (
     DONE_WORDS,
@@ -48,6 +42,17 @@ from server.reports import (
     parse_status,
 )
 from server.settings import Settings
+from server.upstream_answers import (
+    STATUS_KEYS,
+    AnswerReader,
+    body_error_type,
+    describe_body,
+    error_text,
+    is_in_progress,
+    rate_limit_text,
+    retry_after_seconds,
+    safe_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,7 @@ class FalQueueClient:
         self._http = http
         self._base = settings.base_url
         self._base_netloc = urlsplit(settings.base_url).netloc
+        self._answers = AnswerReader(settings)
         self.stats = UpstreamStats()
         # None until a status stream was tried; False once the provider refused one (UniAPI documents none).
         self.stream_supported: bool | None = None
@@ -96,14 +102,14 @@ class FalQueueClient:
         url = self._url(endpoint_id)
         payload = json.dumps(body, ensure_ascii=False).encode()
         response = await self._send_submit(url, payload)
-        self._raise_for_status(response, action="submit")
+        self._answers.raise_for_status(response, action="submit")
         # From here on the upstream accepted the submit (2xx): whatever is wrong with its answer, a job may be
         # running and billed, so every failure is an unknown outcome, never a refusal that invites a resubmit.
-        data = _safe_json(response)
+        data = safe_json(response)
         if not isinstance(data, dict):
             raise SubmitOutcomeUnknownError(
                 f"The upstream accepted the submit (HTTP {response.status_code}) but its answer was not a JSON object "
-                f"({_describe_body(response)}), so the job cannot be tracked. A job may be running and billed: "
+                f"({describe_body(response)}), so the job cannot be tracked. A job may be running and billed: "
                 "check your provider's dashboard or list_fal_jobs before resubmitting.",
                 status_code=response.status_code,
             )
@@ -140,32 +146,32 @@ class FalQueueClient:
         path = self.status_path(endpoint_id, request_id)
         params = {"logs": "1"} if with_logs else None
         response = await self._get(path, params=params, kind="status", on_retry=on_retry)
-        return parse_status(self.scrub(self._json_or_raise(response, action="status")))
+        return parse_status(self.scrub(self._answers.json_or_raise(response, action="status")))
 
     async def result(self, endpoint_id: str, request_id: str) -> ResultReport:
         path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}"
         response = await self._get(path, kind="result")
-        if response.status_code == 400 and _is_in_progress(response):
+        if response.status_code == 400 and is_in_progress(response):
             return ResultReport(output=None, still_running=True)
         if response.status_code == 422:
             raise JobFailedError(
-                "The job failed: the model rejected its input (" + self._detail(response) + "). "
+                "The job failed: the model rejected its input (" + self._answers.detail(response) + "). "
                 "Fix those fields and submit a new job.",
                 status_code=422,
             )
-        error_type = self.scrub(response.headers.get("x-fal-error-type") or _body_error_type(response))
+        error_type = self.scrub(response.headers.get("x-fal-error-type") or body_error_type(response))
         if response.status_code >= 400 and error_type:
             raise JobFailedError(
-                f"The job failed ({error_type}): {self._detail(response)}",
+                f"The job failed ({error_type}): {self._answers.detail(response)}",
                 status_code=response.status_code,
                 error_type=error_type,
             )
-        data = self.scrub(self._json_or_raise(response, action="result"))
-        word = str(data.get("status", "")).upper() if set(data) <= _STATUS_KEYS else ""
+        data = self.scrub(self._answers.json_or_raise(response, action="result"))
+        word = str(data.get("status", "")).upper() if set(data) <= STATUS_KEYS else ""
         if word in QUEUED_WORDS | RUNNING_WORDS:
             return ResultReport(output=None, still_running=True)
         if word and word not in DONE_WORDS:
-            raise JobFailedError(f"The job failed: the upstream reports status {word}. {_error_text(data)}".strip())
+            raise JobFailedError(f"The job failed: the upstream reports status {word}. {error_text(data)}".strip())
         return ResultReport(output=data)
 
     async def cancel(self, endpoint_id: str, request_id: str) -> CancelOutcome:
@@ -187,12 +193,12 @@ class FalQueueClient:
                 f"Could not reach the upstream to cancel ({type(exc).__name__}), so it is not known whether the job "
                 "was cancelled; check with get_fal_status and try again."
             ) from None
-        body = _safe_json(response)
+        body = safe_json(response)
         word = str(body.get("status", "")).upper() if isinstance(body, dict) else ""
         if 200 <= response.status_code < 300 and not isinstance(body, dict):
             # An HTML maintenance page or a cut-off answer is no confirmation: do not claim the job was cancelled.
             raise BadResponseError(
-                f"The upstream's answer to cancel was not a JSON object ({_describe_body(response)}), so it is not "
+                f"The upstream's answer to cancel was not a JSON object ({describe_body(response)}), so it is not "
                 "known whether the job was cancelled; check with get_fal_status and try again.",
                 status_code=response.status_code,
             )
@@ -209,7 +215,7 @@ class FalQueueClient:
                 "its result can still be fetched with get_fal_result.",
                 status_code=response.status_code,
             )
-        self._raise_for_status(response, action="cancel")
+        self._answers.raise_for_status(response, action="cancel")
         raise BadResponseError(f"Unexpected answer to cancel: HTTP {response.status_code}.")
 
     # ---- transport ------------------------------------------------------------------------------
@@ -223,13 +229,8 @@ class FalQueueClient:
         return self._settings
 
     def scrub(self, value: Any) -> Any:
-        """An upstream answer with every configured key cut out of its texts (keys of objects included).
-
-        An upstream that echoes the key back (in log lines, an error, a result) must not carry it into tool
-        results, the ledger or the logs: every answer passes through here before it is used.
-        """
-        secrets = self._settings.secrets()
-        return _scrub(value, secrets) if secrets else value
+        """An answer with every configured key cut out of it (see `AnswerReader.scrub`)."""
+        return self._answers.scrub(value)
 
     def status_path(self, endpoint_id: str, request_id: str) -> str:
         return f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/status"
@@ -325,9 +326,9 @@ class FalQueueClient:
             else:
                 if response.status_code not in RETRYABLE_STATUS:
                     return response
-                retry_after = _retry_after(response)
+                retry_after = retry_after_seconds(response)
                 if response.status_code == 429:
-                    problem = RateLimitedError(_rate_limit_text(retry_after), retry_after=retry_after)
+                    problem = RateLimitedError(rate_limit_text(retry_after), retry_after=retry_after)
                 else:
                     problem = UpstreamUnavailableError(
                         f"The upstream is unavailable (HTTP {response.status_code}); try again in a minute.",
@@ -373,160 +374,9 @@ class FalQueueClient:
             request=request,
         )
 
-    # ---- answers --------------------------------------------------------------------------------
-
-    def _detail(self, response: httpx.Response) -> str:
-        body = _safe_json(response)
-        detail: Any = body.get("detail", body) if isinstance(body, dict) else body
-        if detail is None:
-            detail = f"HTTP {response.status_code}"
-        return describe_detail(self.scrub(detail))  # scrubbed before it is cut short, or a cut key would stay
-
-    def _json_or_raise(self, response: httpx.Response, *, action: str) -> dict[str, Any]:
-        self._raise_for_status(response, action=action)
-        body = _safe_json(response)
-        if not isinstance(body, dict):
-            raise BadResponseError(
-                f"The upstream's answer to {action} was not a JSON object "
-                f"({_describe_body(response)}); the provider may be having trouble, try again later."
-            )
-        return body
-
-    def _raise_for_status(self, response: httpx.Response, *, action: str) -> None:
-        code = response.status_code
-        if 200 <= code < 300:
-            return
-        if 300 <= code < 400:
-            raise BadResponseError(
-                f"The upstream answered {action} with a redirect (HTTP {code}), which this server does not follow "
-                "(the API key must not travel to another host). Check FAL_MCP_BASE_URL."
-            )
-        if code in (401, 403):
-            raise AuthError(
-                f"The upstream rejected the API key (HTTP {code}): check {self._settings.key_variable} "
-                f"for provider '{self._settings.provider}'.",
-                status_code=code,
-            )
-        if code == 404 and action == "submit":
-            raise NotFoundError(
-                "The upstream has no such model endpoint (HTTP 404), so nothing was submitted: check the model id "
-                "(list_fal_models shows the catalogued ones; other fal endpoint ids must exist on fal).",
-                status_code=404,
-            )
-        if code == 404:
-            raise NotFoundError(
-                "The upstream does not know this request id (HTTP 404): check the id and the model it was "
-                "submitted to, or whether the provider has already discarded it.",
-                status_code=404,
-            )
-        if code == 422:
-            raise UpstreamValidationError(
-                f"The upstream rejected the input (HTTP 422): {self._detail(response)}. Fix those fields and retry.",
-                status_code=422,
-            )
-        if code == 429:
-            retry_after = _retry_after(response)
-            raise RateLimitedError(_rate_limit_text(retry_after), retry_after=retry_after)
-        if action == "submit" and code >= 500:
-            raise SubmitOutcomeUnknownError(
-                f"The upstream answered the submit with HTTP {code}; a job may or may not have been started and "
-                "billed. Check your provider's dashboard or list_fal_jobs before resubmitting.",
-                status_code=code,
-            )
-        if code >= 500:
-            raise UpstreamUnavailableError(
-                f"The upstream failed on {action} (HTTP {code}): {self._detail(response)}. Try again in a minute.",
-                status_code=code,
-            )
-        raise BadResponseError(
-            f"The upstream refused {action} (HTTP {code}): {self._detail(response)}", status_code=code
-        )
-
 
 class _BodyTooLarge(Exception):
     pass
-
-
-_STATUS_KEYS = frozenset(
-    {
-        "status",
-        "request_id",
-        "queue_position",
-        "logs",
-        "metrics",
-        "response_url",
-        "status_url",
-        "cancel_url",
-        "error",
-        "error_type",
-        "detail",
-        "message",
-    }
-)
-
-
-def _scrub(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = redact(value, secret)
-        return value
-    if isinstance(value, list):
-        return [_scrub(item, secrets) for item in value]
-    if isinstance(value, dict):
-        return {_scrub(key, secrets): _scrub(item, secrets) for key, item in value.items()}
-    return value
-
-
-def _safe_json(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _describe_body(response: httpx.Response) -> str:
-    content_type = response.headers.get("content-type", "unknown type")
-    if "html" in content_type or response.content.lstrip()[:1] == b"<":
-        return f"an HTML page, HTTP {response.status_code}"
-    return f"{content_type}, HTTP {response.status_code}, {len(response.content)} bytes"
-
-
-def _is_in_progress(response: httpx.Response) -> bool:
-    body = _safe_json(response)
-    detail = body.get("detail") if isinstance(body, dict) else None
-    return isinstance(detail, str) and "in progress" in detail.lower()
-
-
-def _body_error_type(response: httpx.Response) -> str | None:
-    body = _safe_json(response)
-    value = body.get("error_type") if isinstance(body, dict) else None
-    return str(value) if value else None
-
-
-def _error_text(data: dict[str, Any]) -> str:
-    for key in ("error", "detail", "message"):
-        if data.get(key):
-            return describe_detail(data[key])
-    return ""
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _rate_limit_text(retry_after: float | None) -> str:
-    when = f"after {retry_after:.0f} s" if retry_after is not None else "in a minute"
-    return f"The upstream is rate limiting requests (HTTP 429); try again {when}."
 
 
 def _backoff(attempt: int) -> float:

@@ -1,0 +1,192 @@
+"""Reading the upstream's answers: status codes to typed errors with sentences an assistant can act on, JSON
+that may be HTML or garbage, Retry-After, and scrubbing any configured key an upstream echoes back.
+
+Protocol-free and HTTP-client-free apart from reading `httpx.Response` objects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from server.errors import (
+    AuthError,
+    BadResponseError,
+    NotFoundError,
+    RateLimitedError,
+    SubmitOutcomeUnknownError,
+    UpstreamUnavailableError,
+    UpstreamValidationError,
+    describe_detail,
+    redact,
+)
+from server.settings import Settings
+
+
+class AnswerReader:
+    """Interprets answers for one configuration (its provider names the key variable in messages)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def scrub(self, value: Any) -> Any:
+        """An upstream answer with every configured key cut out of its texts (keys of objects included).
+
+        An upstream that echoes the key back (in log lines, an error, a result) must not carry it into tool
+        results, the ledger or the logs: every answer passes through here before it is used.
+        """
+        secrets = self._settings.secrets()
+        return scrub_secrets(value, secrets) if secrets else value
+
+    def detail(self, response: httpx.Response) -> str:
+        body = safe_json(response)
+        detail: Any = body.get("detail", body) if isinstance(body, dict) else body
+        if detail is None:
+            detail = f"HTTP {response.status_code}"
+        return describe_detail(self.scrub(detail))  # scrubbed before it is cut short, or a cut key would stay
+
+    def json_or_raise(self, response: httpx.Response, *, action: str) -> dict[str, Any]:
+        self.raise_for_status(response, action=action)
+        body = safe_json(response)
+        if not isinstance(body, dict):
+            raise BadResponseError(
+                f"The upstream's answer to {action} was not a JSON object "
+                f"({describe_body(response)}); the provider may be having trouble, try again later."
+            )
+        return body
+
+    def raise_for_status(self, response: httpx.Response, *, action: str) -> None:
+        code = response.status_code
+        if 200 <= code < 300:
+            return
+        if 300 <= code < 400:
+            raise BadResponseError(
+                f"The upstream answered {action} with a redirect (HTTP {code}), which this server does not follow "
+                "(the API key must not travel to another host). Check FAL_MCP_BASE_URL."
+            )
+        if code in (401, 403):
+            raise AuthError(
+                f"The upstream rejected the API key (HTTP {code}): check {self._settings.key_variable} "
+                f"for provider '{self._settings.provider}'.",
+                status_code=code,
+            )
+        if code == 404 and action == "submit":
+            raise NotFoundError(
+                "The upstream has no such model endpoint (HTTP 404), so nothing was submitted: check the model id "
+                "(list_fal_models shows the catalogued ones; other fal endpoint ids must exist on fal).",
+                status_code=404,
+            )
+        if code == 404:
+            raise NotFoundError(
+                "The upstream does not know this request id (HTTP 404): check the id and the model it was "
+                "submitted to, or whether the provider has already discarded it.",
+                status_code=404,
+            )
+        if code == 422:
+            raise UpstreamValidationError(
+                f"The upstream rejected the input (HTTP 422): {self.detail(response)}. Fix those fields and retry.",
+                status_code=422,
+            )
+        if code == 429:
+            retry_after = retry_after_seconds(response)
+            raise RateLimitedError(rate_limit_text(retry_after), retry_after=retry_after)
+        if action == "submit" and code >= 500:
+            raise SubmitOutcomeUnknownError(
+                f"The upstream answered the submit with HTTP {code}; a job may or may not have been started and "
+                "billed. Check your provider's dashboard or list_fal_jobs before resubmitting.",
+                status_code=code,
+            )
+        if code >= 500:
+            raise UpstreamUnavailableError(
+                f"The upstream failed on {action} (HTTP {code}): {self.detail(response)}. Try again in a minute.",
+                status_code=code,
+            )
+        raise BadResponseError(
+            f"The upstream refused {action} (HTTP {code}): {self.detail(response)}", status_code=code
+        )
+
+
+STATUS_KEYS = frozenset(
+    {
+        "status",
+        "request_id",
+        "queue_position",
+        "logs",
+        "metrics",
+        "response_url",
+        "status_url",
+        "cancel_url",
+        "error",
+        "error_type",
+        "detail",
+        "message",
+    }
+)
+
+
+def scrub_secrets(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = redact(value, secret)
+        return value
+    if isinstance(value, list):
+        return [scrub_secrets(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {scrub_secrets(key, secrets): scrub_secrets(item, secrets) for key, item in value.items()}
+    return value
+
+
+def safe_json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def describe_body(response: httpx.Response) -> str:
+    content_type = response.headers.get("content-type", "unknown type")
+    if "html" in content_type or response.content.lstrip()[:1] == b"<":
+        return f"an HTML page, HTTP {response.status_code}"
+    return f"{content_type}, HTTP {response.status_code}, {len(response.content)} bytes"
+
+
+def is_in_progress(response: httpx.Response) -> bool:
+    body = safe_json(response)
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return isinstance(detail, str) and "in progress" in detail.lower()
+
+
+def body_error_type(response: httpx.Response) -> str | None:
+    body = safe_json(response)
+    value = body.get("error_type") if isinstance(body, dict) else None
+    return str(value) if value else None
+
+
+def error_text(data: dict[str, Any]) -> str:
+    for key in ("error", "detail", "message"):
+        if data.get(key):
+            return describe_detail(data[key])
+    return ""
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def rate_limit_text(retry_after: float | None) -> str:
+    when = f"after {retry_after:.0f} s" if retry_after is not None else "in a minute"
+    return f"The upstream is rate limiting requests (HTTP 429); try again {when}."
