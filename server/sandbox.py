@@ -23,10 +23,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from server import media_files
 from server.ids import app_id
+from server.sandbox_faults import DroppingConnections, Fault, FaultBook
 from server.sandbox_storage import storage_routes
 from tools.catalog import CatalogEntry, lookup
 from tools.examples import example_output
@@ -62,23 +63,6 @@ class SeenRequest:
 
 
 @dataclass
-class Fault:
-    """A scripted answer for the next request whose "METHOD /path" contains `match` (consumed once each)."""
-
-    match: str
-    status: int = 500
-    body: bytes = b'{"detail": "Internal Server Error"}'
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str = "application/json"
-    delay: float = 0.0  # seconds to wait before answering (an answer that comes too late)
-    times: int = 1
-    # "answer": the scripted answer; "slow_body": its body trickles out over `delay` seconds; "reset": the
-    # connection dies before an answer; "drop_answer": the request is really handled (a submit creates its
-    # job), then the connection dies before the answer arrives.
-    mode: Literal["answer", "slow_body", "reset", "drop_answer"] = "answer"
-
-
-@dataclass
 class SandboxJob:
     request_id: str
     endpoint_id: str
@@ -99,7 +83,7 @@ class Sandbox:
         self.jobs: dict[str, SandboxJob] = {}
         self.requests: list[SeenRequest] = []
         self.fail_next: list[str] = []  # error messages for the next submitted jobs to fail with
-        self.faults: list[Fault] = []
+        self._faults = FaultBook()
         self.stored_files: dict[str, tuple[bytes, str]] = {}
         self.base_url = ""
         self._lock = threading.Lock()
@@ -205,8 +189,9 @@ class Sandbox:
     # ---- HTTP -----------------------------------------------------------------------------------
 
     def _build_app(self) -> ASGIApp:
-        return _DroppingConnections(
-            self,
+        return DroppingConnections(
+            self._faults,
+            self._record,
             Starlette(
                 routes=[
                     Route("/files/{request_id}/{name}", self._file, methods=["GET"]),
@@ -254,43 +239,34 @@ class Sandbox:
             )
 
     def inject(self, fault: Fault) -> None:
-        with self._lock:
-            self.faults.append(fault)
+        self._faults.inject(fault)
 
-    def take_fault(self, label: str, modes: frozenset[str]) -> Fault | None:
-        with self._lock:
-            fault = next((f for f in self.faults if f.match in label and f.mode in modes), None)
-            if fault is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
-        return fault
+    @property
+    def faults(self) -> list[Fault]:
+        """The injected faults not used up yet."""
+        return self._faults.pending
 
     async def _scripted(self, request: Request) -> Response | None:
         """Record the request, then answer with a scripted fault if one matches."""
         await self._record(request)
-        fault = self.take_fault(f"{request.method} {request.url.path}", _ANSWER_MODES)
-        if fault is None:
-            return None
-        if fault.mode == "slow_body":
-            return StreamingResponse(
-                _trickle(fault.body, fault.delay),
-                status_code=fault.status,
-                headers=fault.headers,
-                media_type=fault.content_type,
-            )
-        if fault.delay:
-            await asyncio.sleep(fault.delay)
-        return Response(fault.body, status_code=fault.status, headers=fault.headers, media_type=fault.content_type)
+        return await self._faults.answer(request)
+
+    async def _checked(self, request: Request, *, unsupported: Response | None = None) -> Response | None:
+        """The common start of every job route: record, scripted faults, routes this flavor lacks, the key."""
+        if (scripted := await self._scripted(request)) is not None:
+            return scripted
+        if unsupported is not None:
+            return unsupported
+        if not self._authorized(request):
+            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        return None
 
     def _authorized(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Key {self.config.key}"
 
     async def _submit(self, request: Request) -> Response:
-        if (scripted := await self._scripted(request)) is not None:
-            return scripted
-        if not self._authorized(request):
-            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        if (early := await self._checked(request)) is not None:
+            return early
         endpoint_id = request.path_params["path"]
         try:
             body = json.loads(await request.body())
@@ -338,10 +314,8 @@ class Sandbox:
         return job
 
     async def _status(self, request: Request) -> Response:
-        if (scripted := await self._scripted(request)) is not None:
-            return scripted
-        if not self._authorized(request):
-            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        if (early := await self._checked(request)) is not None:
+            return early
         with self._lock:
             job = self._find(request)
             if job is None:
@@ -352,12 +326,9 @@ class Sandbox:
         return JSONResponse(body, status_code=code)
 
     async def _stream(self, request: Request) -> Response:
-        if (scripted := await self._scripted(request)) is not None:
-            return scripted
-        if self.config.flavor == "uniapi":
-            return JSONResponse({"detail": "Not Found"}, status_code=404)
-        if not self._authorized(request):
-            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        no_stream = JSONResponse({"detail": "Not Found"}, status_code=404) if self.config.flavor == "uniapi" else None
+        if (early := await self._checked(request, unsupported=no_stream)) is not None:
+            return early
         with self._lock:
             job = self._find(request)
         if job is None:
@@ -389,10 +360,8 @@ class Sandbox:
             await asyncio.sleep(self.config.stream_tick_seconds)
 
     async def _result(self, request: Request) -> Response:
-        if (scripted := await self._scripted(request)) is not None:
-            return scripted
-        if not self._authorized(request):
-            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        if (early := await self._checked(request)) is not None:
+            return early
         with self._lock:
             job = self._find(request)
             if job is None:
@@ -415,12 +384,11 @@ class Sandbox:
         return JSONResponse(self._output(job))
 
     async def _cancel(self, request: Request) -> Response:
-        if (scripted := await self._scripted(request)) is not None:
-            return scripted
-        if self.config.flavor == "uniapi":
-            return JSONResponse({"detail": "Method Not Allowed"}, status_code=405)
-        if not self._authorized(request):
-            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        no_cancel = (
+            JSONResponse({"detail": "Method Not Allowed"}, status_code=405) if self.config.flavor == "uniapi" else None
+        )
+        if (early := await self._checked(request, unsupported=no_cancel)) is not None:
+            return early
         with self._lock:
             job = self._find(request)
             if job is None:
@@ -448,51 +416,6 @@ class Sandbox:
         if entry is None:
             return {"video": {"url": media_url, "content_type": content_type, "file_name": name}}
         return example_output(entry.output, media_url, content_type)
-
-
-_ANSWER_MODES = frozenset({"answer", "slow_body"})
-_DROP_MODES = frozenset({"reset", "drop_answer"})
-_PROMISED_LENGTH = b"100000"  # announced, never delivered: the client sees the connection die mid-answer
-
-
-class _DroppingConnections:
-    """ASGI wrapper for the faults that kill the connection: uvicorn cannot be told to reset one, but a response
-    that promises a body and dies before it is, to an HTTP client, a connection dropped mid-answer."""
-
-    def __init__(self, sandbox: Sandbox, app: ASGIApp) -> None:
-        self._sandbox = sandbox
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        fault = self._sandbox.take_fault(f"{scope['method']} {scope['path']}", _DROP_MODES)
-        if fault is None:
-            await self._app(scope, receive, send)
-            return
-        if fault.mode == "reset":
-            await self._sandbox._record(Request(scope, receive))
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", _PROMISED_LENGTH)]}
-            )
-            raise ConnectionResetError("sandbox: connection reset on purpose")
-
-        async def drop(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-length"]
-                await send({**message, "headers": [*headers, (b"content-length", _PROMISED_LENGTH)]})
-                return
-            raise ConnectionResetError("sandbox: answer dropped on purpose")
-
-        await self._app(scope, receive, drop)
-
-
-async def _trickle(body: bytes, seconds: float) -> AsyncIterator[bytes]:
-    step = max(1, len(body) // 10)
-    for start in range(0, len(body), step):
-        await asyncio.sleep(seconds / 10)
-        yield body[start : start + step]
 
 
 def _iso(wall: float) -> str:
