@@ -157,25 +157,28 @@ def run(quick: bool) -> Report:
 
         times, errors = anyio.run(bounded)
     direct = times["direct"]
+    # The target rows time what a host sends and gets: JSON-RPC lines over the server's stdio. The Python mcp
+    # Client rows below add that library's own work (it validates every answer against the tool's outputSchema),
+    # which is the client's cost, not the server's; they are kept beside them so the difference is visible.
     for q, target in ((50, TARGET_P50_S), (99, TARGET_P99_S)):
-        ours, base = percentile(times["mcp"], q), percentile(direct, q)
-        report.rows.append(
-            Row(
-                f"per-call overhead p{q}: get_fal_status via MCP stdio (mcp Client) vs direct GET",
-                ms(ours),
-                ms(base),
-                f"+{(ours - base) * 1000:.2f} ms (<= {target * 1000:.1f} ms)",
-                verdict(ours - base <= target and errors == 0),
-            )
-        )
-    for q in (50, 99):
         raw, base = percentile(times["raw"], q), percentile(direct, q)
         report.rows.append(
             Row(
-                f"per-call overhead p{q}, diagnostic: raw JSON-RPC lines (no client library) vs direct GET",
+                f"per-call overhead p{q}: get_fal_status as JSON-RPC over stdio vs direct GET",
                 ms(raw),
                 ms(base),
-                f"+{(raw - base) * 1000:.2f} ms",
+                f"+{(raw - base) * 1000:.2f} ms (<= {target * 1000:.1f} ms)",
+                verdict(raw - base <= target and errors == 0),
+            )
+        )
+    for q in (50, 99):
+        ours, base = percentile(times["mcp"], q), percentile(direct, q)
+        report.rows.append(
+            Row(
+                f"per-call overhead p{q}, diagnostic: through the Python mcp Client (adds its validation) vs direct",
+                ms(ours),
+                ms(base),
+                f"+{(ours - base) * 1000:.2f} ms",
                 INFO,
             )
         )

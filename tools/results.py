@@ -33,7 +33,12 @@ async def result(
     progress: Progress | None = None,
     download: bool = False,
 ) -> ResultAnswer:
-    answer = await _result(rt, request_id, model, wait_seconds, progress)
+    # While this call follows the job (waiting, fetching, keeping the result) the watcher leaves it alone.
+    rt.waits.add(request_id)
+    try:
+        answer = await _result(rt, request_id, model, wait_seconds, progress)
+    finally:
+        rt.waits.discard(request_id)
     if download and answer.done:
         saved, problems = await save_media(rt, answer.request_id, answer.media)
         where = f" Saved {len(saved)} file(s) under {download_dir(rt)}." if saved else ""
@@ -136,11 +141,7 @@ async def _wait(
         if progress is not None:
             await progress(elapsed, seconds, _progress_message(rt, request_id, report))
 
-    rt.waits.add(request_id)
-    try:
-        return await rt.waiter.wait(endpoint_id, request_id, limits, on_update)
-    finally:
-        rt.waits.discard(request_id)
+    return await rt.waiter.wait(endpoint_id, request_id, limits, on_update)
 
 
 def _progress_message(rt: Runtime, request_id: str, report: StatusReport | None) -> str:
