@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +68,31 @@ class CheckedClient:
 async def connect(settings: Settings) -> AsyncIterator[Any]:
     async with Client(create_server(settings)) as client:
         yield CheckedClient(client)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any key or server setting (so a developer's own never leaks in), with
+    the project importable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))}
+    return env | {"PYTHONPATH": str(ROOT)} | extra
+
+
+def server_env(sandbox: Sandbox, state_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a `python -m server` subprocess using the sandbox through UniAPI, with its own ledger."""
+    state = state_dir if state_dir is not None else Path(tempfile.mkdtemp(prefix="fal-mcp-stdio-"))
+    return clean_env(
+        UNIAPI_KEY=sandbox.config.key,
+        FAL_MCP_BASE_URL=sandbox.base_url,
+        FAL_MCP_STATE_DIR=str(state),
+        **extra,
+    )
+
+
+def jsonrpc_line(message: Any) -> bytes:
+    return json.dumps(message).encode() + b"\n"
 
 
 def text_of(result: Any) -> str:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers import clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_agent_client_example_runs() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))} | {"PYTHONPATH": str(ROOT)}
+    env = clean_env()
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "agent_client.py")],
         capture_output=True,

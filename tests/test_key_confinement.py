@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import pytest
 
 from server.media_files import tiny_png
 from server.sandbox import Fault, Sandbox, SandboxConfig
-from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of
+from tests.helpers import SEED_INPUT, SEED_MODEL, clean_env, connect, jsonrpc_line, make_settings, text_of
 
 pytestmark = pytest.mark.anyio
 
@@ -542,7 +541,7 @@ class RawSession:
         if params is not None:
             message["params"] = params
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.write(jsonrpc_line(message))
         self.process.stdin.flush()
         with self._got:
             while True:
@@ -573,7 +572,7 @@ def test_a_stdio_server_at_debug_never_writes_the_key(upstream: Sandbox, evil: E
     photo = tmp_path / "photo.png"
     photo.write_bytes(tiny_png())
     state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))}
+    env = clean_env()
     env.update(
         {
             "FAL_KEY": KEY,
@@ -585,7 +584,6 @@ def test_a_stdio_server_at_debug_never_writes_the_key(upstream: Sandbox, evil: E
             "FAL_MCP_LOG_LEVEL": "DEBUG",
             "FAL_MCP_RETRY_DEADLINE": "0.5",
             "FAL_MCP_WATCH_FIRST_INTERVAL": "0.2",
-            "PYTHONPATH": str(ROOT),
         }
     )
     said = f"Authorization: Key {KEY}"

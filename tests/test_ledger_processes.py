@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,28 +14,14 @@ from mcp import Client, StdioServerParameters
 
 from server.ledger import Ledger
 from server.sandbox import Sandbox
-from tests.helpers import SEED_INPUT, SEED_MODEL
+from tests.helpers import SEED_INPUT, SEED_MODEL, jsonrpc_line, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BURST = 30
 
 
 def _env(sandbox: Sandbox, state_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))}
-    env.update(
-        {
-            "UNIAPI_KEY": sandbox.config.key,
-            "FAL_MCP_BASE_URL": sandbox.base_url,
-            "PYTHONPATH": str(ROOT),
-            "FAL_MCP_STATE_DIR": str(state_dir),
-            "FAL_MCP_WATCH_JOBS": "false",
-        }
-    )
-    return env
-
-
-def _line(message: dict) -> bytes:
-    return json.dumps(message).encode() + b"\n"
+    return server_env(sandbox, state_dir, FAL_MCP_WATCH_JOBS="false")
 
 
 def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -51,7 +35,7 @@ def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, tmp_path: Pat
     )
     assert process.stdin is not None
     process.stdin.write(
-        _line(
+        jsonrpc_line(
             {
                 "jsonrpc": "2.0",
                 "id": 1,
@@ -64,11 +48,11 @@ def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, tmp_path: Pat
             }
         )
     )
-    process.stdin.write(_line({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+    process.stdin.write(jsonrpc_line({"jsonrpc": "2.0", "method": "notifications/initialized"}))
     for index in range(BURST):
         body = dict(SEED_INPUT, prompt=f"burst {index}")
         process.stdin.write(
-            _line(
+            jsonrpc_line(
                 {
                     "jsonrpc": "2.0",
                     "id": 100 + index,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from server.sandbox import Sandbox
+from tests.helpers import jsonrpc_line, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 INITIALIZE = {
@@ -34,28 +34,14 @@ INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 def _env(sandbox: Sandbox, state_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))}
-    env.update(
-        {
-            "UNIAPI_KEY": sandbox.config.key,
-            "FAL_MCP_BASE_URL": sandbox.base_url,
-            "PYTHONPATH": str(ROOT),
-            "FAL_MCP_STATE_DIR": str(state_dir),
-            "FAL_MCP_WATCH_JOBS": "false",
-        }
-    )
-    return env
-
-
-def _line(message: Any) -> bytes:
-    return json.dumps(message).encode() + b"\n"
+    return server_env(sandbox, state_dir, FAL_MCP_WATCH_JOBS="false")
 
 
 def _request(request_id: int, method: str, params: dict[str, Any] | None = None) -> bytes:
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params is not None:
         message["params"] = params
-    return _line(message)
+    return jsonrpc_line(message)
 
 
 GARBAGE: list[bytes] = [
@@ -208,8 +194,8 @@ def test_garbage_before_and_after_initialize(sandbox: Sandbox, tmp_path: Path) -
     writer = session.send(
         [
             *GARBAGE,  # before initialize
-            _line(INITIALIZE),
-            _line(INITIALIZED),
+            jsonrpc_line(INITIALIZE),
+            jsonrpc_line(INITIALIZED),
             *GARBAGE,  # and again in a live session, between valid requests
             *VALID_IN_GARBAGE.values(),
             *reversed(GARBAGE),
@@ -249,7 +235,7 @@ def test_flood_of_garbage_then_a_request(sandbox: Sandbox, tmp_path: Path) -> No
     session = Session(_env(sandbox, tmp_path))
     flood = [b'{"jsonrpc": "2.0", "id": {"x": %d}, "method": "ping"}\n' % i for i in range(5_000)]
     flood += [b"%d garbage\n" % i for i in range(5_000)]
-    session.send([_line(INITIALIZE), _line(INITIALIZED), *flood, _request(200, "ping")])
+    session.send([jsonrpc_line(INITIALIZE), jsonrpc_line(INITIALIZED), *flood, _request(200, "ping")])
     answers = session.wait_for({100, 200}, timeout=60)
     code, stderr = session.finish()
     assert {100, 200} <= set(answers), stderr[-2000:]
@@ -260,9 +246,9 @@ def test_flood_of_garbage_then_a_request(sandbox: Sandbox, tmp_path: Path) -> No
 def test_input_ending_mid_message_is_a_clean_exit(sandbox: Sandbox) -> None:
     state = Path(tempfile.mkdtemp(prefix="fal-mcp-garbage-"))
     session = Session(_env(sandbox, state))
-    session.send([_line(INITIALIZE), _line(INITIALIZED), b'{"jsonrpc": "2.0", "id": 300, "method": "tools/li']).join(
-        timeout=10
-    )
+    session.send(
+        [jsonrpc_line(INITIALIZE), jsonrpc_line(INITIALIZED), b'{"jsonrpc": "2.0", "id": 300, "method": "tools/li']
+    ).join(timeout=10)
     session.wait_for({100}, timeout=30)
     code, stderr = session.finish()
     _assert_only_json_rpc(session.lines)

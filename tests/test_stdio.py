@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -15,24 +13,14 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from server.sandbox import Sandbox
-from tests.helpers import SEED_INPUT, SEED_MODEL
+from tests.helpers import SEED_INPUT, SEED_MODEL, clean_env, jsonrpc_line, server_env
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))}
-    env.update(
-        {
-            "UNIAPI_KEY": sandbox.config.key,
-            "FAL_MCP_BASE_URL": sandbox.base_url,
-            "PYTHONPATH": str(ROOT),
-            "FAL_MCP_STATE_DIR": tempfile.mkdtemp(prefix="fal-mcp-stdio-"),
-        }
-    )
-    env.update(extra)
-    return env
+    return server_env(sandbox, **extra)
 
 
 async def test_seed_example_over_stdio(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -69,7 +57,7 @@ async def test_seed_example_over_stdio(sandbox: Sandbox, tmp_path: Path) -> None
 
 def _rpc(process: subprocess.Popen[bytes], message: dict) -> None:
     assert process.stdin is not None
-    process.stdin.write(json.dumps(message).encode() + b"\n")
+    process.stdin.write(jsonrpc_line(message))
     process.stdin.flush()
 
 
@@ -146,7 +134,7 @@ def test_bad_setting_is_a_clear_startup_error(sandbox: Sandbox) -> None:
 
 
 def test_demo_runs_against_the_sandbox() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FAL_", "UNIAPI_"))} | {"PYTHONPATH": str(ROOT)}
+    env = clean_env()
     done = subprocess.run(
         [sys.executable, "-m", "server", "demo"], capture_output=True, timeout=60, env=env, stdin=subprocess.DEVNULL
     )
