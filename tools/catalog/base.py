@@ -7,7 +7,7 @@ A model's parameters live in exactly one pydantic class; the tool schema, local 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,3 +87,18 @@ class CatalogEntry:
     @property
     def required_fields(self) -> tuple[str, ...]:
         return tuple(name for name, info in self.params.model_fields.items() if info.is_required())
+
+
+class EntryFactory(Protocol):
+    def __call__(
+        self, endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False
+    ) -> CatalogEntry: ...
+
+
+def entry_factory(family: str, output: type[BaseModel]) -> EntryFactory:
+    """Builds the catalog entries of a module whose models share a family and an output model."""
+
+    def entry(endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False) -> CatalogEntry:
+        return CatalogEntry(endpoint_id, family, task, params, output, title, featured)
+
+    return entry

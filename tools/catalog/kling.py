@@ -10,7 +10,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from tools.catalog.base import CatalogEntry, EndImageUrl, FalInput, GenerateAudio, ImageUrl, Task, VideoOutput
+from tools.catalog.base import (
+    CatalogEntry,
+    EndImageUrl,
+    FalInput,
+    GenerateAudio,
+    ImageUrl,
+    VideoOutput,
+    entry_factory,
+)
 
 NegativePrompt = Annotated[str, Field(max_length=2500, description="What to avoid.")]
 CfgScale = Annotated[float, Field(ge=0, le=1, description="How closely to follow the prompt.")]
@@ -168,8 +176,7 @@ class KlingV3ProImageToVideo(_KlingV3ImageToVideo):
     pass
 
 
-def _entry(endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False) -> CatalogEntry:
-    return CatalogEntry(endpoint_id, "kling", task, params, VideoOutput, title, featured)
+_entry = entry_factory("kling", VideoOutput)
 
 
 ENTRIES: tuple[CatalogEntry, ...] = (

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.catalog.base import CatalogEntry, EndImageUrl, FalInput, Task, VideoOutput
+from tools.catalog.base import CatalogEntry, EndImageUrl, FalInput, VideoOutput, entry_factory
 
 
 class _LumaRayTextToVideo(FalInput):
@@ -43,8 +43,7 @@ class LumaRay2FlashImageToVideo(_LumaRayImageToVideo):
     pass
 
 
-def _entry(endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False) -> CatalogEntry:
-    return CatalogEntry(endpoint_id, "luma-ray", task, params, VideoOutput, title, featured)
+_entry = entry_factory("luma-ray", VideoOutput)
 
 
 ENTRIES: tuple[CatalogEntry, ...] = (

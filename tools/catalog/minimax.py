@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from tools.catalog.base import CatalogEntry, EndImageUrl, FalInput, ImageUrl, Task, VideoOutput
+from tools.catalog.base import CatalogEntry, EndImageUrl, FalInput, ImageUrl, VideoOutput, entry_factory
 
 Duration = Annotated[Literal["6", "10"], Field(description="Clip length in seconds.")]
 
@@ -83,8 +83,7 @@ class Hailuo23ProImageToVideo(_NonEmptyPrompt):
     image_url: ImageUrl
 
 
-def _entry(endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False) -> CatalogEntry:
-    return CatalogEntry(endpoint_id, "minimax-hailuo", task, params, VideoOutput, title, featured)
+_entry = entry_factory("minimax-hailuo", VideoOutput)
 
 
 ENTRIES: tuple[CatalogEntry, ...] = (

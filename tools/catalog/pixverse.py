@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tools.catalog.base import CatalogEntry, FalInput, ImageUrl, Seed, Task, VideoOutput
+from tools.catalog.base import CatalogEntry, FalInput, ImageUrl, Seed, VideoOutput, entry_factory
 
 CameraMovement = Literal[
     "horizontal_left",
@@ -67,8 +67,7 @@ class PixverseV5ImageToVideo(_PixverseImageToVideo):
     pass
 
 
-def _entry(endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False) -> CatalogEntry:
-    return CatalogEntry(endpoint_id, "pixverse", task, params, VideoOutput, title, featured)
+_entry = entry_factory("pixverse", VideoOutput)
 
 
 ENTRIES: tuple[CatalogEntry, ...] = (

@@ -10,7 +10,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.catalog.base import CatalogEntry, EndImageUrl, FalFile, FalInput, ImageUrl, SafetyChecker, Seed, Task
+from tools.catalog.base import (
+    CatalogEntry,
+    EndImageUrl,
+    FalFile,
+    FalInput,
+    ImageUrl,
+    SafetyChecker,
+    Seed,
+    entry_factory,
+)
 
 Resolution = Literal["480p", "720p", "1080p"]
 
@@ -78,8 +87,7 @@ class SeedanceOutput(BaseModel):
     seed: int
 
 
-def _entry(endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False) -> CatalogEntry:
-    return CatalogEntry(endpoint_id, "seedance", task, params, SeedanceOutput, title, featured)
+_entry = entry_factory("seedance", SeedanceOutput)
 
 
 ENTRIES: tuple[CatalogEntry, ...] = (

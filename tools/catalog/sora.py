@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.catalog.base import CatalogEntry, FalInput, ImageFile, ImageUrl, Task, VideoFile
+from tools.catalog.base import CatalogEntry, FalInput, ImageFile, ImageUrl, VideoFile, entry_factory
 
 SoraModel = Annotated[
     Literal["sora-2", "sora-2-2025-12-08", "sora-2-2025-10-06"], Field(description="Sora 2 snapshot to use.")
@@ -60,8 +60,7 @@ class SoraOutput(BaseModel):
     spritesheet: ImageFile | None = None
 
 
-def _entry(endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False) -> CatalogEntry:
-    return CatalogEntry(endpoint_id, "sora", task, params, SoraOutput, title, featured)
+_entry = entry_factory("sora", SoraOutput)
 
 
 ENTRIES: tuple[CatalogEntry, ...] = (

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from tools.catalog.base import CatalogEntry, FalInput, GenerateAudio, ImageUrl, Seed, Task, VideoOutput
+from tools.catalog.base import CatalogEntry, FalInput, GenerateAudio, ImageUrl, Seed, VideoOutput, entry_factory
 
 Resolution = Annotated[Literal["720p", "1080p"], Field(description="Output resolution.")]
 Resolution4k = Annotated[Literal["720p", "1080p", "4k"], Field(description="Output resolution.")]
@@ -129,8 +129,7 @@ class Veo31ReferenceToVideo(_VeoCore):
     auto_fix: AutoFix = False
 
 
-def _entry(endpoint_id: str, task: Task, params: type[FalInput], title: str, featured: bool = False) -> CatalogEntry:
-    return CatalogEntry(endpoint_id, "veo", task, params, VideoOutput, title, featured)
+_entry = entry_factory("veo", VideoOutput)
 
 
 ENTRIES: tuple[CatalogEntry, ...] = (
