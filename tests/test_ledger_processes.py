@@ -84,6 +84,20 @@ def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, tmp_path: Pat
     # every attempt row says what was sent
     assert all(row.input["prompt"].startswith("burst ") for row in rows)
 
+    # Started again, the server knows every recorded job by its request id alone, and lists every attempt.
+    anyio.run(_check_restart, sandbox, tmp_path, recorded, len(rows))
+
+
+async def _check_restart(sandbox: Sandbox, state_dir: Path, recorded: list[str], attempts: int) -> None:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "server"], env=_env(sandbox, state_dir))
+    with anyio.fail_after(30):
+        async with Client(params) as client:
+            listed = (await client.call_tool("list_fal_jobs", {"limit": 200})).structured_content
+            assert listed["count"] == attempts
+            for request_id in recorded[:5]:
+                status = await client.call_tool("get_fal_status", {"request_id": request_id})
+                assert not status.is_error and status.structured_content["model"] == SEED_MODEL
+
 
 @pytest.mark.anyio
 async def test_two_server_processes_share_one_ledger(sandbox: Sandbox, tmp_path: Path) -> None:
