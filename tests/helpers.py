@@ -95,5 +95,22 @@ def jsonrpc_line(message: Any) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
+INITIALIZED: dict[str, Any] = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def initialize_request(client_name: str, request_id: int = 1) -> dict[str, Any]:
+    """The `initialize` request a raw JSON-RPC client sends first (followed by INITIALIZED)."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": client_name, "version": "0"},
+        },
+    }
+
+
 def text_of(result: Any) -> str:
     return " ".join(getattr(block, "text", "") for block in result.content)

@@ -14,7 +14,7 @@ from mcp import Client, StdioServerParameters
 
 from server.ledger import Ledger
 from server.sandbox import Sandbox
-from tests.helpers import SEED_INPUT, SEED_MODEL, jsonrpc_line, server_env
+from tests.helpers import INITIALIZED, SEED_INPUT, SEED_MODEL, initialize_request, jsonrpc_line, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BURST = 30
@@ -34,21 +34,8 @@ def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, tmp_path: Pat
         env=_env(sandbox, tmp_path),
     )
     assert process.stdin is not None
-    process.stdin.write(
-        jsonrpc_line(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "burst", "version": "0"},
-                },
-            }
-        )
-    )
-    process.stdin.write(jsonrpc_line({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+    process.stdin.write(jsonrpc_line(initialize_request("burst")))
+    process.stdin.write(jsonrpc_line(INITIALIZED))
     for index in range(BURST):
         body = dict(SEED_INPUT, prompt=f"burst {index}")
         process.stdin.write(

@@ -21,16 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from server.sandbox import Sandbox
-from tests.helpers import jsonrpc_line, server_env
+from tests.helpers import INITIALIZED, initialize_request, jsonrpc_line, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 100,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "garbage", "version": "0"}},
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+INITIALIZE = initialize_request("garbage", request_id=100)
 
 
 def _env(sandbox: Sandbox, state_dir: Path) -> dict[str, str]:

@@ -13,7 +13,15 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from server.sandbox import Sandbox
-from tests.helpers import SEED_INPUT, SEED_MODEL, clean_env, jsonrpc_line, server_env
+from tests.helpers import (
+    INITIALIZED,
+    SEED_INPUT,
+    SEED_MODEL,
+    clean_env,
+    initialize_request,
+    jsonrpc_line,
+    server_env,
+)
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,20 +78,8 @@ def test_stdout_carries_only_json_rpc_and_no_key(sandbox: Sandbox) -> None:
         stderr=subprocess.PIPE,
         env=_env(sandbox, FAL_MCP_LOG_LEVEL="DEBUG"),
     )
-    _rpc(
-        process,
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "0"},
-            },
-        },
-    )
-    _rpc(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    _rpc(process, initialize_request("raw"))
+    _rpc(process, INITIALIZED)
     _rpc(
         process,
         {
