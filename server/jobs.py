@@ -6,7 +6,6 @@ across status answers), bounded to the most recently used jobs.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ MAX_JOBS = 1000  # jobs remembered; the least recently used are forgotten first
 class JobRecord:
     request_id: str
     endpoint_id: str
-    submitted_at: float | None = field(default_factory=time.time)
+    submitted_at: float | None
     logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=LOG_HISTORY))
     finished: bool = False  # its outcome is in the ledger: answer from there
     _seen: set[tuple[str | None, str]] = field(default_factory=set)
@@ -39,8 +38,9 @@ class JobRegistry:
     def __init__(self) -> None:
         self._jobs: OrderedDict[str, JobRecord] = OrderedDict()
 
-    def remember(self, request_id: str, endpoint_id: str, submitted_at: float | None = None) -> JobRecord:
-        record = JobRecord(request_id, endpoint_id, time.time() if submitted_at is None else submitted_at)
+    def remember(self, request_id: str, endpoint_id: str, submitted_at: float | None) -> JobRecord:
+        """Remember a job; `submitted_at` is None when its submit time is not known here."""
+        record = JobRecord(request_id, endpoint_id, submitted_at)
         self._jobs[request_id] = record
         while len(self._jobs) > MAX_JOBS:
             self._jobs.popitem(last=False)

@@ -41,12 +41,10 @@ class StatusReport:
     """One status answer. `state` is normalised; `failed` marks a job that completed with an error."""
 
     state: State
-    raw_status: str
     queue_position: int | None = None
     logs: tuple[LogLine, ...] = ()
     error: str | None = None
     error_type: str | None = None
-    inference_time: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -55,10 +53,9 @@ class StatusReport:
 
 @dataclass(frozen=True)
 class ResultReport:
-    """The result call's answer: the model's output when done, else `output` is None and still running."""
+    """The result call's answer: the model's output when done, else None (still queued or running)."""
 
     output: dict[str, Any] | None
-    still_running: bool = False
 
 
 CancelOutcome = Literal["requested", "already_completed", "not_found"]
@@ -69,28 +66,22 @@ def parse_status(data: dict[str, Any]) -> StatusReport:
     word = str(data.get("status") or "").upper()
     logs = tuple(_parse_logs(data.get("logs")))
     position = int_or_none(data.get("queue_position"))
-    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
-    inference = metrics.get("inference_time") if isinstance(metrics, dict) else None
-    inference_time = float(inference) if isinstance(inference, int | float) else None
     if word in QUEUED_WORDS:
-        return StatusReport("IN_QUEUE", word, queue_position=position, logs=logs)
+        return StatusReport("IN_QUEUE", queue_position=position, logs=logs)
     if word in RUNNING_WORDS:
-        return StatusReport("IN_PROGRESS", word, logs=logs)
+        return StatusReport("IN_PROGRESS", logs=logs)
     error = data.get("error")
     error_type = data.get("error_type")
     if word in DONE_WORDS:
         return StatusReport(
             "COMPLETED",
-            word,
             logs=logs,
             error=describe_detail(error) if error else None,
             error_type=str(error_type) if error_type else None,
-            inference_time=inference_time,
         )
     shown = word or "(none)"
     return StatusReport(
         "COMPLETED",
-        word,
         logs=logs,
         error=(describe_detail(error) if error else f"the upstream reports status {shown}"),
         error_type=str(error_type) if error_type else None,

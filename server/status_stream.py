@@ -39,7 +39,6 @@ async def stream_status(
     """
     url, headers = upstream.prepare(upstream.status_path(endpoint_id, request_id) + "/stream")
     timeout = httpx.Timeout(STREAM_READ_TIMEOUT_SECONDS, connect=upstream.settings.connect_timeout)
-    upstream.stats.count("stream")
     try:
         async with AsyncExitStack() as stack:
             source = None

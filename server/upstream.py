@@ -12,7 +12,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,16 +61,6 @@ BACKOFF_CAP_SECONDS = 8.0
 _DEADLINE_MARGIN = 0.05  # seconds kept back from a caller's deadline to report why the retries stopped
 
 
-@dataclass
-class UpstreamStats:
-    """Counts kept for benchmarks and tests: how many requests of each kind went out."""
-
-    requests: dict[str, int] = field(default_factory=dict)
-
-    def count(self, kind: str) -> None:
-        self.requests[kind] = self.requests.get(kind, 0) + 1
-
-
 def create_http_client(settings: Settings) -> httpx.AsyncClient:
     """The one pooled client for the server's lifetime: explicit timeouts, no redirects, no env proxies."""
     return httpx.AsyncClient(
@@ -92,7 +81,6 @@ class FalQueueClient:
         self._base = settings.base_url
         self._base_netloc = urlsplit(settings.base_url).netloc
         self._answers = AnswerReader(settings)
-        self.stats = UpstreamStats()
         # None until a status stream was tried; False once the provider refused one (UniAPI documents none).
         self.stream_supported: bool | None = None
 
@@ -152,7 +140,7 @@ class FalQueueClient:
         path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}"
         response = await self._get(path, kind="result")
         if response.status_code == 400 and is_in_progress(response):
-            return ResultReport(output=None, still_running=True)
+            return ResultReport(output=None)
         if response.status_code == 422:
             raise JobFailedError(
                 "The job failed: the model rejected its input (" + self._answers.detail(response) + "). "
@@ -169,7 +157,7 @@ class FalQueueClient:
         data = self.scrub(self._answers.json_or_raise(response, action="result"))
         word = str(data.get("status", "")).upper() if set(data) <= STATUS_KEYS else ""
         if word in QUEUED_WORDS | RUNNING_WORDS:
-            return ResultReport(output=None, still_running=True)
+            return ResultReport(output=None)
         if word and word not in DONE_WORDS:
             raise JobFailedError(f"The job failed: the upstream reports status {word}. {error_text(data)}".strip())
         return ResultReport(output=data)
@@ -178,7 +166,6 @@ class FalQueueClient:
         path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/cancel"
         url = self._url(path)
         headers = self._headers()
-        self.stats.count("cancel")
         try:
             response = await self._read_capped(
                 self._http.build_request("PUT", url, headers=headers), self._settings.request_timeout
@@ -262,7 +249,6 @@ class FalQueueClient:
         deadline = time.monotonic() + self._settings.retry_deadline
         attempt = 0
         while True:
-            self.stats.count("submit")
             try:
                 return await self._read_capped(
                     self._http.build_request("POST", url, content=payload, headers=headers, timeout=timeout),
@@ -302,7 +288,6 @@ class FalQueueClient:
         deadline = min(anyio.current_time() + self._settings.retry_deadline, outer)
         attempt = 0
         while True:
-            self.stats.count(kind)
             problem: FalError
             retry_after: float | None = None
             until = deadline if attempt > 0 else outer

@@ -34,7 +34,7 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
     async with records.submit_record(rt, endpoint_id, body) as row:
         receipt = await rt.upstream.submit(endpoint_id, body)
         await row.submitted(rt, receipt)
-    rt.jobs.remember(receipt.request_id, endpoint_id)
+    rt.jobs.remember(receipt.request_id, endpoint_id, submitted_at=time.time())
     return SubmitAnswer(
         request_id=receipt.request_id,
         model=endpoint_id,
@@ -150,8 +150,6 @@ def status_answer(
     if record is None:
         # Known from the ledger (another process, or before a restart): its submit time is kept there.
         record = rt.jobs.remember(request_id, endpoint_id, row.submitted_at if row else None)
-        if row is None:
-            record.submitted_at = None
     record.add_logs(report.logs)
     limit = rt.settings.max_log_lines
     logs = [line.message for line in list(record.logs)[-limit:]] if limit else []
