@@ -32,9 +32,9 @@ from bench.common import (
     verdict,
 )
 from server.app import create_server
+from server.jobs.waiting import POLL_JITTER
 from server.sandbox import Sandbox, SandboxConfig
 from server.settings import Settings
-from server.waiting import POLL_JITTER
 
 NAME = "waiting_economy"
 NAIVE_INTERVAL = 0.1

@@ -1,25 +1,135 @@
-"""Assembling the MCP server: settings + runtime lifespan + the tools."""
+"""The composition root: settings in, a running MCP server out. Everything the tools share is built here.
+
+`Runtime` holds the services of one running server (the upstream client, the job lifecycle, the waiter, fal
+storage, the media downloader); heavy ones (httpx, SQLite, the status stream) are created on first use, since a
+client waits for the first `tools/list` answer, which needs none of them. `create_server` assembles the MCP
+face (tools, resources, prompts) and starts the watcher.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
-from server.runtime import Runtime, open_runtime
-from server.settings import Settings
+from server.jobs.keeping import Jobs
+from server.settings import Settings, is_loopback_host
+
+if TYPE_CHECKING:
+    import httpx
+
+    from server.fal.client import FalQueueClient
+    from server.fal.storage import FalStorageClient
+    from server.files.downloads import DownloadLimits
+    from server.jobs.ledger import Ledger
+    from server.jobs.waiting import Waiter
 
 log = logging.getLogger(__name__)
 WATCH_START_DELAY_SECONDS = 1.0  # the watcher starts once the first requests are answered
+MEDIA_MAX_CONNECTIONS = 4
 
 INSTRUCTIONS = (
     "Generate videos and images with fal.ai models. submit_fal_job starts a job and returns a request_id at "
     "once; video jobs take 1-5 minutes. Then call get_fal_result with the request_id until done is true "
     "(get_fal_status shows queue position and logs). Results include media URLs to show the user."
 )
+
+
+class Runtime:
+    """The services one running server shares, wired from its settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jobs = Jobs(
+            lambda: open_ledger(settings),
+            secrets=settings.secrets(),
+            max_stored_result_bytes=settings.max_stored_result_bytes,
+        )
+        self._upstream: FalQueueClient | None = None
+        self._waiter: Waiter | None = None
+        self._media_http: httpx.AsyncClient | None = None
+
+    @property
+    def upstream(self) -> FalQueueClient:
+        if self._upstream is None:
+            from server.fal.client import FalQueueClient, create_http_client
+
+            self._upstream = FalQueueClient(self.settings, create_http_client(self.settings))
+        return self._upstream
+
+    @property
+    def waiter(self) -> Waiter:
+        if self._waiter is None:
+            from server.jobs.waiting import Waiter
+
+            # Streams hold a connection for a whole wait: at most half the pool, so polls always fit.
+            streams = min(self.settings.max_streams, self.settings.max_connections // 2)
+            self._waiter = Waiter(self.upstream, max_streams=streams)
+        return self._waiter
+
+    def storage(self) -> FalStorageClient | None:
+        """fal storage for uploads, or None without a fal key (a UniAPI token cannot upload)."""
+        fal_key = self.settings.fal_api_key()
+        if not fal_key:
+            return None
+        from server.fal.storage import FalStorageClient
+
+        return FalStorageClient(
+            self.upstream.http,
+            token_base=self.settings.storage_token_base,
+            upload_base=self.settings.storage_upload_base,
+            fal_key=fal_key,
+            answer_timeout=self.settings.request_timeout,
+        )
+
+    @property
+    def media_http(self) -> httpx.AsyncClient:
+        """Media downloads get a client of their own: no auth headers or cookies shared with the upstream's,
+        and a long download never holds one of the upstream pool's connections."""
+        if self._media_http is None:
+            import httpx
+
+            limits = httpx.Limits(max_connections=MEDIA_MAX_CONNECTIONS, max_keepalive_connections=2)
+            self._media_http = httpx.AsyncClient(trust_env=False, follow_redirects=False, limits=limits)
+        return self._media_http
+
+    def download_limits(self) -> DownloadLimits:
+        from server.files.downloads import DownloadLimits
+
+        return DownloadLimits(
+            max_bytes=self.settings.max_download_bytes,
+            timeout_seconds=self.settings.download_timeout,
+            # Only a loopback upstream (the sandbox) may hand out loopback media URLs.
+            allow_loopback=is_loopback_host(urlsplit(self.settings.base_url).hostname or ""),
+        )
+
+    async def aclose(self) -> None:
+        if self._upstream is not None:
+            await self._upstream.http.aclose()
+        if self._media_http is not None:
+            await self._media_http.aclose()
+        self.jobs.close()
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    from server.jobs.ledger import Ledger
+
+    return Ledger(Ledger.default_path(settings.state_dir))
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    runtime = Runtime(settings)
+    try:
+        yield runtime
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runtime.aclose()
 
 
 def create_server(settings: Settings) -> MCPServer[Runtime]:
@@ -62,9 +172,8 @@ async def _watch(runtime: Runtime) -> None:
     """Run the watcher; if it ever fails, the server goes on serving without it (the tools still keep results)."""
     await anyio.sleep(WATCH_START_DELAY_SECONDS)
     try:
-        from server.watcher import Watcher
-        from tools import records
+        from server.jobs.watcher import Watcher
 
-        await Watcher(runtime, records.refresh).run()
+        await Watcher(runtime.jobs, runtime.upstream, runtime.settings).run()
     except Exception:
         log.exception("the job watcher stopped; results are still kept whenever get_fal_result fetches them")

@@ -79,8 +79,10 @@ class StartupError(Exception):
 
 def _start_sandbox(args: argparse.Namespace) -> Sandbox:
     from server.sandbox import Sandbox, SandboxConfig
+    from tools.catalog.sandbox_rules import CatalogRules
 
-    sandbox = Sandbox(SandboxConfig(queue_seconds=args.sandbox_queue_seconds, run_seconds=args.sandbox_run_seconds))
+    config = SandboxConfig(queue_seconds=args.sandbox_queue_seconds, run_seconds=args.sandbox_run_seconds)
+    sandbox = Sandbox(config, CatalogRules())
     sandbox.start()
     return sandbox
 
@@ -103,8 +105,8 @@ def sandbox_settings(sandbox: Sandbox) -> Settings:
 
 def _check_ledger(settings: Settings) -> None:
     """A corrupt or newer ledger is reported at start-up, not at the first call."""
-    from server.ledger import LedgerError
-    from server.runtime import open_ledger
+    from server.app import open_ledger
+    from server.jobs.ledger import LedgerError
 
     try:
         open_ledger(settings).close()

@@ -9,6 +9,7 @@ import pytest
 from server.sandbox import Sandbox, SandboxConfig
 from server.settings import Settings
 from tests.helpers import make_settings
+from tools.catalog.sandbox_rules import CatalogRules
 
 
 @pytest.fixture
@@ -18,7 +19,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(SandboxConfig(queue_seconds=0.2, run_seconds=0.6, key="test-key-0123456789")) as running:
+    config = SandboxConfig(queue_seconds=0.2, run_seconds=0.6, key="test-key-0123456789")
+    with Sandbox(config, CatalogRules()) as running:
         yield running
 
 

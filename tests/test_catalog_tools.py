@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from server.errors import UpstreamValidationError
+from server.fal.client import FalQueueClient, create_http_client
 from server.sandbox import Sandbox
-from server.upstream import FalQueueClient, create_http_client
 from tests.helpers import connect, make_settings, text_of
 from tools.catalog import CATALOG
-from tools.examples import example_input
+from tools.catalog.examples import example_input
 from tools.schema import compact
 
 pytestmark = pytest.mark.anyio
@@ -147,7 +147,7 @@ def test_make_settings_is_loopback(sandbox: Sandbox) -> None:
 
 
 def test_featured_inputs_file_matches_the_catalog() -> None:
-    from tools.featured import render
+    from tools.catalog.featured import render
     from tools.mcp_tools import FEATURED_INPUTS
 
-    assert FEATURED_INPUTS.read_text() == render(), "run `python -m tools.featured` and review the diff"
+    assert FEATURED_INPUTS.read_text() == render(), "run `python -m tools.catalog.featured` and review the diff"

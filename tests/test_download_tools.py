@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server.media_files import tiny_mp4
 from server.sandbox import Fault, Sandbox
+from server.sandbox.media import tiny_mp4
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of
 
 pytestmark = pytest.mark.anyio

@@ -27,7 +27,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from server.downloads import DownloadError, DownloadLimits, SavedFile, download_media, safe_file_name
+from server.files.downloads import DownloadError, DownloadLimits, SavedFile, download_media, safe_file_name
 
 pytestmark = pytest.mark.anyio
 

@@ -38,8 +38,8 @@ from typing import Any
 import anyio
 import pytest
 
-from server.media_files import tiny_png
 from server.sandbox import Fault, Sandbox, SandboxConfig
+from server.sandbox.media import tiny_png
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of
 
 KEY = "matrix-canary-" + secrets.token_hex(12)

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.media_files import tiny_png
 from server.sandbox import Sandbox
+from server.sandbox.media import tiny_png
 from tests.helpers import SEED_MODEL, connect, make_settings, text_of
 
 pytestmark = pytest.mark.anyio

@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from server.media_files import tiny_png
 from server.sandbox import Fault, Sandbox, SandboxConfig
+from server.sandbox.media import tiny_png
 from tests.helpers import SEED_INPUT, SEED_MODEL, clean_env, connect, jsonrpc_line, make_settings, text_of
 
 pytestmark = pytest.mark.anyio

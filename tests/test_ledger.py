@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from server.ledger import SCHEMA_VERSION, Ledger, LedgerError
+from server.jobs.ledger import SCHEMA_VERSION, Ledger, LedgerError
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fal-ai/kling-video/v2.1/standard/image-to-video"
@@ -244,7 +244,7 @@ def test_threads_share_one_ledger(ledger: Ledger) -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
-from server.ledger import Ledger
+from server.jobs.ledger import Ledger
 path, tag, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 while not go.exists():
     time.sleep(0.001)
@@ -277,7 +277,7 @@ def test_two_processes_write_at_once(tmp_path: Path, path: Path) -> None:
 KILLED = """
 import sys
 from pathlib import Path
-from server.ledger import Ledger
+from server.jobs.ledger import Ledger
 ledger = Ledger(Path(sys.argv[1]))
 n = 0
 while True:

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from server.ledger import Ledger
+from server.jobs.ledger import Ledger
 from server.sandbox import Sandbox
 from tests.helpers import INITIALIZED, SEED_INPUT, SEED_MODEL, initialize_request, jsonrpc_line, server_env
 

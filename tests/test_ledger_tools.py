@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
-from server.ledger import Ledger
+from server.jobs.ledger import Ledger
 from server.sandbox import Fault, Sandbox
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of
 
@@ -138,7 +138,7 @@ async def test_stored_input_never_keeps_data_uris_or_keys(sandbox: Sandbox, sett
 
 async def test_a_failing_watcher_never_takes_the_server_down(sandbox: Sandbox, monkeypatch) -> None:
     from server import app
-    from server.watcher import Watcher
+    from server.jobs.watcher import Watcher
 
     async def broken(self: Watcher) -> int:
         raise RuntimeError("boom")

@@ -19,12 +19,12 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import local_files
 from server.errors import AuthError, BadResponseError, FalError
-from server.fal_storage import FalStorageClient
-from server.local_files import FileRefusedError, LocalMedia, is_local_reference, read_media, sniff_mime, to_data_uri
-from server.media_files import tiny_mp4, tiny_png
-from server.sandbox_storage import storage_routes
+from server.fal.storage import FalStorageClient
+from server.files import local as local_files
+from server.files.local import FileRefusedError, LocalMedia, is_local_reference, read_media, sniff_mime, to_data_uri
+from server.sandbox.media import tiny_mp4, tiny_png
+from server.sandbox.storage import storage_routes
 
 KEY = "fal-test-key-1234:secret-5678"
 PNG = tiny_png()

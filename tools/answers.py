@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from server.fal.outputs import MediaFile
+
 Status = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 MAX_LIST_LIMIT = 200  # jobs one list_fal_jobs call returns at most
 Outcome = Literal["pending", "succeeded", "failed"]
@@ -32,12 +34,6 @@ class StatusAnswer(BaseModel):
     error: str | None = None
     error_type: str | None = None
     next: str
-
-
-class MediaFile(BaseModel):
-    url: str
-    content_type: str | None = None
-    field: str = Field(description="Where in the output the file was found, e.g. 'video' or 'images[0]'.")
 
 
 class SavedDownload(BaseModel):

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
+from server.app import Runtime
 from server.errors import FalError
-from server.ids import InvalidIdError, validate_request_id
-from server.runtime import Runtime
+from server.fal.ids import InvalidIdError, validate_request_id
 
 JSON = "application/json"
 RECENT_JOBS = 50
@@ -27,9 +27,9 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         description="Every catalogued fal model with its family, task, required fields and main options.",
     )
     def all_models() -> str:
-        from tools import models_info  # the catalog loads on first use, not at start-up
+        from tools.catalog import views  # the catalog loads on first use, not at start-up
 
-        return models_info.list_models().model_dump_json()
+        return views.list_models().model_dump_json()
 
     @server.resource(
         "fal://models/{+endpoint_id}",
@@ -39,10 +39,10 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         description="One model's input schema, output schema and a minimal example input.",
     )
     def one_model(endpoint_id: str) -> str:
-        from tools import models_info
+        from tools.catalog import views
 
         try:
-            return models_info.describe_model(endpoint_id).model_dump_json()
+            return views.describe_model(endpoint_id).model_dump_json()
         except (FalError, InvalidIdError) as exc:
             raise ResourceError(str(exc)) from None
 
@@ -54,9 +54,9 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         description="The 50 most recent jobs recorded by this server, newest first.",
     )
     async def recent_jobs() -> str:
-        from tools import records
+        from tools import history
 
-        jobs = await records.list_jobs(current(), None, None, None, RECENT_JOBS)
+        jobs = await history.list_jobs(current(), None, None, None, RECENT_JOBS)
         return jobs.model_dump_json(exclude_none=True)
 
     @server.resource(
@@ -67,13 +67,13 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         description="One recorded job: status, input, result when kept, downloads.",
     )
     async def one_job(request_id: str) -> str:
-        from tools import records
+        from tools import history
 
         rt = current()
         try:
-            row = await rt.db(rt.ledger.get, validate_request_id(request_id))
+            row = await rt.jobs.get(validate_request_id(request_id))
         except InvalidIdError as exc:
             raise ResourceError(str(exc)) from None
         if row is None:
             raise ResourceError(f"No job with request id {request_id} is recorded here (see fal://jobs).")
-        return json.dumps(records.job_document(row), ensure_ascii=False)
+        return json.dumps(history.job_document(row), ensure_ascii=False)

@@ -1,6 +1,7 @@
 """The MCP face of the tools: names, titles, descriptions, annotations, and results.
 
-Thin on purpose: each tool resolves the runtime, calls `tools.operations`, and turns the answer into a
+Thin on purpose: each tool resolves the runtime, calls the work (`tools.submit`, `tools.follow`,
+`tools.history`, `tools.uploads`, `tools.catalog.views`), and turns the answer into a
 `CallToolResult` (structured content, a JSON text block, resource links) or a failure into an `isError`.
 """
 
@@ -18,9 +19,9 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from server.app import Runtime
 from server.errors import FalError, redact
-from server.ids import InvalidIdError
-from server.runtime import Runtime
+from server.fal.ids import InvalidIdError
 from tools.answers import (
     MAX_LIST_LIMIT,
     CancelAnswer,
@@ -35,13 +36,13 @@ from tools.answers import (
 from tools.schema import compact, without_descriptions
 
 if TYPE_CHECKING:
-    from tools.results import Progress
+    from tools.follow import Progress
 
 # The modules doing the work (catalog, ledger, HTTP clients) are imported on first use, inside each tool:
 # the first `tools/list` answer needs none of them, and start-up time is what every client waits for.
 
 log = logging.getLogger(__name__)
-FEATURED_INPUTS = Path(__file__).with_name("featured_inputs.json")
+FEATURED_INPUTS = Path(__file__).parent / "catalog" / "featured_inputs.json"
 
 RequestId = Annotated[str, Field(description="From submit_fal_job.")]
 OptionalModel = Annotated[str | None, Field(description="Endpoint id; needed only for jobs not recorded here.")]
@@ -95,7 +96,7 @@ def _publish_featured_inputs(submit: Tool) -> None:
 
 
 def featured_inputs() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The featured models' input schemas, generated from the catalog into a file (`python -m tools.featured`)
+    """The featured models' input schemas, generated from the catalog into a file (`python -m tools.catalog.featured`)
     so start-up need not import the catalog; a test fails when the file and the catalog disagree."""
     data = json.loads(FEATURED_INPUTS.read_text())
     return data["anyOf"], data["$defs"]
@@ -130,9 +131,9 @@ async def submit_fal_job(
     against the model's parameters first: an invalid request is refused here, every wrong field named, before
     anything is paid for. Each call starts a new, billed job. Then call get_fal_result with wait_seconds.
     """
-    from tools import operations
+    from tools import submit
 
-    return await _answer(ctx, lambda: operations.submit(_runtime(ctx), model, input))
+    return await _answer(ctx, lambda: submit.submit(_runtime(ctx), model, input))
 
 
 async def list_fal_models(
@@ -150,9 +151,9 @@ async def list_fal_models(
     """List the catalogued fal models (validated before submit), featured first, with required fields and
     main options. Other fal endpoint ids can still be submitted, unvalidated.
     """
-    from tools import models_info
+    from tools.catalog import views
 
-    return await _answer(ctx, lambda: models_info.list_models(task, family, query))
+    return await _answer(ctx, lambda: views.list_models(task, family, query))
 
 
 async def describe_fal_model(
@@ -162,9 +163,9 @@ async def describe_fal_model(
     """A catalogued model's input schema (types, enums, ranges, defaults), output schema and a minimal valid
     example input.
     """
-    from tools import models_info
+    from tools.catalog import views
 
-    return await _answer(ctx, lambda: models_info.describe_model(model))
+    return await _answer(ctx, lambda: views.describe_model(model))
 
 
 async def upload_fal_file(
@@ -174,9 +175,9 @@ async def upload_fal_file(
     """Turn a local image/video/audio file into a URL for a model's file field (image_url, ...): uploaded to fal
     storage with a fal key, else a size-capped data URI. submit_fal_job also accepts such paths directly.
     """
-    from tools import file_inputs
+    from tools import uploads
 
-    return await _answer(ctx, lambda: file_inputs.upload(_runtime(ctx), path))
+    return await _answer(ctx, lambda: uploads.upload(_runtime(ctx), path))
 
 
 async def list_fal_jobs(
@@ -192,9 +193,9 @@ async def list_fal_jobs(
     """Jobs recorded by this server (kept across restarts), newest first, with status and media URLs. Check
     here before resubmitting.
     """
-    from tools import records
+    from tools import history
 
-    return await _answer(ctx, lambda: records.list_jobs(_runtime(ctx), status, model, since, limit))
+    return await _answer(ctx, lambda: history.list_jobs(_runtime(ctx), status, model, since, limit))
 
 
 async def get_fal_status(
@@ -203,9 +204,9 @@ async def get_fal_status(
     """A job's status: IN_QUEUE (queue position), IN_PROGRESS (recent logs) or COMPLETED; outcome 'failed'
     when it completed with an error.
     """
-    from tools import operations
+    from tools import follow
 
-    return await _answer(ctx, lambda: operations.status(_runtime(ctx), request_id, model))
+    return await _answer(ctx, lambda: follow.status(_runtime(ctx), request_id, model))
 
 
 async def get_fal_result(
@@ -221,11 +222,11 @@ async def get_fal_result(
     """A job's output (media URLs and the model's fields). wait_seconds > 0 waits for it with progress. Still
     running is not an error: done is false, next says what to call. Failed or cancelled jobs are errors.
     """
-    from tools import results
+    from tools import follow
 
     return await _answer(
         ctx,
-        lambda: results.result(
+        lambda: follow.result(
             _runtime(ctx), request_id, model, wait_seconds, progress=_progress_reporter(ctx), download=download
         ),
     )
@@ -237,9 +238,9 @@ async def cancel_fal_job(
     """Cancel a queued or running job upstream (some providers, e.g. UniAPI, cannot: said plainly). Cancelling
     a get_fal_result wait does not cancel the job; this does.
     """
-    from tools import operations
+    from tools import follow
 
-    return await _answer(ctx, lambda: operations.cancel(_runtime(ctx), request_id, model))
+    return await _answer(ctx, lambda: follow.cancel(_runtime(ctx), request_id, model))
 
 
 def _progress_reporter(ctx: Context[Runtime, Any]) -> Progress:

@@ -1,20 +1,22 @@
 """Saving a result's media files on disk (get_fal_result download=true), recorded in the ledger.
 
-The transfer itself (http(s) only, no key, size- and time-capped, atomic, sha256) is `server.downloads`.
+The transfer itself (http(s) only, no key, size- and time-capped, atomic, sha256) is `server.files.downloads`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import platformdirs
 
-from server.downloads import DownloadLimits, download_media
 from server.errors import FalError
-from server.runtime import Runtime
-from server.settings import is_loopback_host
-from tools.answers import MediaFile, SavedDownload
+from server.fal.outputs import MediaFile
+from server.files.downloads import download_media
+from tools.answers import SavedDownload
+
+if TYPE_CHECKING:
+    from server.app import Runtime
 
 APP_FOLDER = "fal-queue-mcp"
 
@@ -25,14 +27,12 @@ def download_dir(rt: Runtime) -> Path:
     return platformdirs.user_downloads_path() / APP_FOLDER
 
 
-async def save_media(rt: Runtime, request_id: str, media: list[MediaFile]) -> tuple[list[SavedDownload], list[str]]:
-    """Download every media file; returns what was saved and, for each file that failed, why."""
-    limits = DownloadLimits(
-        max_bytes=rt.settings.max_download_bytes,
-        timeout_seconds=rt.settings.download_timeout,
-        # Only a loopback upstream (the sandbox) may hand out loopback media URLs.
-        allow_loopback=is_loopback_host(urlsplit(rt.settings.base_url).hostname or ""),
-    )
+async def save_media(
+    rt: Runtime, request_id: str, media: list[MediaFile]
+) -> tuple[list[SavedDownload], list[str], Path]:
+    """Download every media file; returns what was saved, why each failed file failed, and the folder."""
+    directory = download_dir(rt)
+    limits = rt.download_limits()
     saved: list[SavedDownload] = []
     problems: list[str] = []
     for item in media:
@@ -40,7 +40,7 @@ async def save_media(rt: Runtime, request_id: str, media: list[MediaFile]) -> tu
             file = await download_media(
                 rt.media_http,
                 item.url,
-                directory=download_dir(rt),
+                directory=directory,
                 request_id=request_id,
                 suggested_name=None,
                 content_type=item.content_type,
@@ -49,6 +49,6 @@ async def save_media(rt: Runtime, request_id: str, media: list[MediaFile]) -> tu
         except FalError as exc:
             problems.append(f"{item.field}: {exc.message}")
             continue
-        await rt.db(rt.ledger.record_download, request_id, item.url, str(file.path), file.sha256, file.size)
+        await rt.jobs.record_download(request_id, item.url, str(file.path), file.sha256, file.size)
         saved.append(SavedDownload(url=item.url, path=str(file.path), size=file.size, sha256=file.sha256))
-    return saved, problems
+    return saved, problems, directory

@@ -1,8 +1,10 @@
 """A local upstream that speaks fal's queue protocol, for the demo and the tests (no key, no network).
 
 A real HTTP server on 127.0.0.1 (ephemeral port) in a background thread. Jobs move IN_QUEUE -> IN_PROGRESS
-(with log lines) -> COMPLETED over configurable times; submits are validated with the same catalog classes
-the MCP tools use, so a bad input gets fal's 422. Every request is recorded for tests to inspect.
+(with log lines) -> COMPLETED over configurable times. What is specific to each model comes from `ModelRules`
+(the catalog provides them, see `tools.catalog.sandbox_rules`): submits are validated with the same classes the
+MCP tools use, so a bad input gets fal's 422, and outputs have each model's shape. Without rules any input is
+accepted and every output is a video. Every request is recorded for tests to inspect.
 """
 
 from __future__ import annotations
@@ -15,25 +17,37 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import uvicorn
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from server import media_files
-from server.ids import app_id
-from server.sandbox_faults import DroppingConnections, Fault, FaultBook
-from server.sandbox_storage import storage_routes
-from tools.catalog import CatalogEntry, lookup
-from tools.examples import example_output
+from server.fal.ids import app_id
+from server.sandbox import media as media_files
+from server.sandbox.faults import DroppingConnections, Fault, FaultBook
+from server.sandbox.storage import storage_routes
 
 Flavor = Literal["fal", "uniapi"]
+MediaKind = Literal["video", "image"]
 FAIL_MARKER = "[sandbox:fail]"
+
+
+class ModelRules(Protocol):
+    """What the sandbox knows of each model: which inputs fal would refuse, and the shape of its output."""
+
+    def problems(self, endpoint_id: str, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """fal's 422 `detail` entries ({loc, msg, type}) for an input the model refuses; None when it is fine."""
+        ...
+
+    def media_kind(self, endpoint_id: str) -> MediaKind: ...
+
+    def output(self, endpoint_id: str, media_url: str, content_type: str) -> dict[str, Any] | None:
+        """The model's output around one media file; None for a model it does not know."""
+        ...
 
 
 @dataclass
@@ -78,8 +92,9 @@ class SandboxJob:
 class Sandbox:
     """Start with `with Sandbox() as sandbox:` (or start()/stop()); `sandbox.base_url` is the upstream."""
 
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    def __init__(self, config: SandboxConfig | None = None, rules: ModelRules | None = None) -> None:
         self.config = config or SandboxConfig()
+        self.rules = rules
         self.jobs: dict[str, SandboxJob] = {}
         self.requests: list[SeenRequest] = []
         self.fail_next: list[str] = []  # error messages for the next submitted jobs to fail with
@@ -274,15 +289,9 @@ class Sandbox:
             return JSONResponse({"detail": "Body is not JSON"}, status_code=400)
         if not isinstance(body, dict):
             return JSONResponse({"detail": "Body must be a JSON object"}, status_code=422)
-        entry = lookup(endpoint_id)
-        if entry is not None:
-            try:
-                entry.params.model_validate(body)
-            except ValidationError as exc:
-                detail = [
-                    {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in exc.errors()
-                ]
-                return JSONResponse({"detail": detail}, status_code=422)
+        problems = self.rules.problems(endpoint_id, body) if self.rules is not None else None
+        if problems:
+            return JSONResponse({"detail": problems}, status_code=422)
         request_id = str(uuid.uuid4())
         prompt = body.get("prompt")
         with self._lock:
@@ -408,14 +417,14 @@ class Sandbox:
         return Response(content, media_type=content_type)
 
     def _output(self, job: SandboxJob) -> dict[str, Any]:
-        entry: CatalogEntry | None = lookup(job.endpoint_id)
-        is_image = entry is not None and entry.task.endswith("image")
+        is_image = self.rules is not None and self.rules.media_kind(job.endpoint_id) == "image"
         name = f"output.{'png' if is_image else 'mp4'}"
         media_url = f"{self.base_url}/files/{job.request_id}/{name}"
         content_type = "image/png" if is_image else "video/mp4"
-        if entry is None:
+        output = self.rules.output(job.endpoint_id, media_url, content_type) if self.rules is not None else None
+        if output is None:
             return {"video": {"url": media_url, "content_type": content_type, "file_name": name}}
-        return example_output(entry.output, media_url, content_type)
+        return output
 
 
 def _iso(wall: float) -> str:

@@ -1,21 +1,22 @@
 """Local files as model inputs: a photo on disk becomes a URL (fal storage) or a data URI (UniAPI only).
 
-Reading is confined by `server.local_files` (allowed roots, media only, size cap); this module decides how the
+Reading is confined by `server.files.local` (allowed roots, media only, size cap); this module decides how the
 bytes reach the model and which input fields may name a local file.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from server.fal_storage import FalStorageClient
-from server.local_files import LocalMedia, is_local_reference, read_media, to_data_uri
-from server.runtime import Runtime
+from server.files.local import LocalMedia, is_local_reference, read_media, to_data_uri
 from tools.answers import UploadAnswer
-from tools.catalog import CatalogEntry
+
+if TYPE_CHECKING:
+    from server.app import Runtime
+    from tools.catalog import CatalogEntry
 
 DATA_URI_NOTE = (
     "No fal key is configured (a UniAPI token cannot upload to fal storage), so the file was inlined as a "
@@ -78,14 +79,7 @@ async def _read(rt: Runtime, reference: str) -> LocalMedia:
 
 
 async def _publish(rt: Runtime, media: LocalMedia) -> tuple[str, Literal["uploaded", "data_uri"]]:
-    fal_key = rt.settings.fal_api_key()
-    if not fal_key:
+    storage = rt.storage()
+    if storage is None:
         return to_data_uri(media), "data_uri"
-    storage = FalStorageClient(
-        rt.upstream.http,
-        token_base=rt.settings.storage_token_base,
-        upload_base=rt.settings.storage_upload_base,
-        fal_key=fal_key,
-        answer_timeout=rt.settings.request_timeout,
-    )
     return await storage.upload(media), "uploaded"

@@ -1,14 +1,14 @@
-"""Writes tools/featured_inputs.json, the featured models' input schemas published in submit_fal_job's schema.
+"""Writes tools/catalog/featured_inputs.json, the featured models' input schemas published in submit_fal_job's schema.
 
-Run `python -m tools.featured` after changing a featured model; tests/test_catalog_tools.py fails until then.
+Run `python -m tools.catalog.featured` after changing a featured model; tests/test_catalog_tools.py fails until then.
 """
 
 from __future__ import annotations
 
 import json
 
+from tools.catalog.views import featured_input_schema
 from tools.mcp_tools import FEATURED_INPUTS
-from tools.models_info import featured_input_schema
 
 
 def render() -> str:

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from server import ids
 from server.errors import (
     BadResponseError,
     CancelUnsupportedError,
@@ -29,7 +28,8 @@ from server.errors import (
     SubmitOutcomeUnknownError,
     UpstreamUnavailableError,
 )
-from server.reports import (
+from server.fal import ids
+from server.fal.reports import (
     DONE_WORDS,
     QUEUED_WORDS,
     RUNNING_WORDS,
@@ -40,8 +40,7 @@ from server.reports import (
     int_or_none,
     parse_status,
 )
-from server.settings import Settings
-from server.upstream_answers import (
+from server.fal.responses import (
     STATUS_KEYS,
     AnswerReader,
     body_error_type,
@@ -52,6 +51,7 @@ from server.upstream_answers import (
     retry_after_seconds,
     safe_json,
 )
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from server.errors import NotFoundError
-from server.ids import normalize_endpoint_id
+from server.fal.ids import normalize_endpoint_id
 from tools.answers import ModelDescription, ModelList, ModelSummary
 from tools.catalog import CATALOG, CatalogEntry
-from tools.examples import example_input
+from tools.catalog.examples import example_input
 from tools.schema import compact, shared_defs_schema, without_descriptions
 
 MAX_LISTED = 100

@@ -15,8 +15,8 @@ import anyio
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from server.reports import StatusReport, parse_status
-from server.upstream import FalQueueClient
+from server.fal.client import FalQueueClient
+from server.fal.reports import StatusReport, parse_status
 
 # fal pings about every 15 s; a silence much longer than that is a dead stream.
 STREAM_READ_TIMEOUT_SECONDS = 40.0

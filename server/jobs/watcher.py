@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import anyio
 
-from server.errors import FalError
-from server.runtime import Runtime
+from server.errors import FalError, JobFailedError
+from server.fal.client import FalQueueClient
+from server.jobs.keeping import Jobs
+from server.jobs.ledger import JobRow
 from server.settings import Settings
-
-if TYPE_CHECKING:
-    from server.ledger import JobRow
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +25,14 @@ BACKOFF_FACTOR = 1.5
 TICK_SECONDS = 1.0  # how often the ledger is scanned for due jobs; checks themselves follow each job's interval
 STALE_SUBMIT_MARGIN = 60.0  # seconds beyond the longest a submit can take
 
-Check = Callable[[Runtime, "JobRow"], Awaitable[bool]]
-
 
 class Watcher:
-    def __init__(self, rt: Runtime, check: Check, *, clock: Callable[[], float] = time.time) -> None:
-        self._rt = rt
-        self._check = check
+    def __init__(
+        self, jobs: Jobs, upstream: FalQueueClient, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._jobs = jobs
+        self._upstream = upstream
+        self._settings = settings
         self._clock = clock
         self._next: dict[str, float] = {}
         self._interval: dict[str, float] = {}
@@ -45,25 +44,26 @@ class Watcher:
 
     async def round(self) -> int:
         """Check every due job once; returns how many were checked."""
-        settings = self._rt.settings
+        settings = self._settings
+        jobs = self._jobs
         now = self._clock()
         # A submit outlives neither its timeout nor its retries; a row still 'submitting' after that is orphaned.
-        await self._rt.db(self._rt.ledger.settle_stale_submits, now - STALE_SUBMIT_MARGIN - _submit_budget(settings))
-        rows = await self._rt.db(self._rt.ledger.unfinished, limit=settings.watch_max_jobs)
+        await jobs.db(jobs.ledger.settle_stale_submits, now - STALE_SUBMIT_MARGIN - _submit_budget(settings))
+        rows = await jobs.db(jobs.ledger.unfinished, limit=settings.watch_max_jobs)
         checked = 0
         live = set()
         for row in rows:
             if row.request_id is None or now - row.submitted_at > settings.watch_max_age:
                 continue
             live.add(row.request_id)
-            if row.request_id in self._rt.waits:
+            if row.request_id in jobs.followed:
                 continue  # a wait is following it and will keep its result
             due = self._next.setdefault(row.request_id, row.submitted_at + settings.watch_first_interval)
             if due > now:
                 continue
             checked += 1
             try:
-                finished = await self._check(self._rt, row)
+                finished = await self.check(row)
             except FalError as exc:  # a passing upstream problem: try again on the next interval
                 log.info("watching %s: %s", row.request_id, exc.message)
                 finished = False
@@ -75,6 +75,26 @@ class Watcher:
             self._next.pop(gone, None)
             self._interval.pop(gone, None)
         return checked
+
+    async def check(self, row: JobRow) -> bool:
+        """Check one unfinished job: True once its outcome is kept."""
+        assert row.request_id is not None
+        report = await self._upstream.status(row.endpoint_id, row.request_id, with_logs=False)
+        if report.state != "COMPLETED":
+            return False
+        if report.failed:
+            failure = JobFailedError(f"The job failed: {report.error}", error_type=report.error_type)
+            await self._jobs.keep_failure(row.request_id, failure)
+            return True
+        try:
+            fetched = await self._upstream.result(row.endpoint_id, row.request_id)
+        except JobFailedError as exc:
+            await self._jobs.keep_failure(row.request_id, exc)
+            return True
+        if fetched.output is None:
+            return False
+        await self._jobs.keep_output(row.request_id, fetched.output)
+        return True
 
 
 def _submit_budget(settings: Settings) -> float:

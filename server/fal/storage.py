@@ -26,7 +26,7 @@ from server.errors import (
     describe_detail,
     redact,
 )
-from server.local_files import EXTENSIONS, FileRefusedError, LocalMedia
+from server.files.local import EXTENSIONS, FileRefusedError, LocalMedia
 from server.settings import is_loopback_host
 
 STORAGE_TYPE = "fal-cdn-v3"

@@ -1,4 +1,4 @@
-"""Finding the media files in a model's output, so each can be surfaced as a resource link."""
+"""The media files in a model's output (every `{url: ...}` object), so each can be surfaced and kept."""
 
 from __future__ import annotations
 
@@ -6,9 +6,15 @@ import mimetypes
 from typing import Any
 from urllib.parse import urlsplit
 
-from tools.answers import MediaFile
+from pydantic import BaseModel, Field
 
 MAX_DEPTH = 8
+
+
+class MediaFile(BaseModel):
+    url: str
+    content_type: str | None = None
+    field: str = Field(description="Where in the output the file was found, e.g. 'video' or 'images[0]'.")
 
 
 def find_media(output: Any) -> list[MediaFile]:

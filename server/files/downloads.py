@@ -26,8 +26,8 @@ import anyio.to_thread
 import httpx
 
 from server.errors import FalError
-from server.file_names import media_type, numbered, safe_file_name
-from server.url_safety import refusal
+from server.files.names import media_type, numbered, safe_file_name
+from server.files.url_safety import refusal
 
 MAX_REDIRECTS = 3
 MAX_COPIES = 999  # "name (999).mp4" is the last name tried before giving up

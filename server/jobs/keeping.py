@@ -1,0 +1,157 @@
+"""The job lifecycle, one home: the durable ledger, this process's memory of each job, and which jobs a wait
+is following. Protocol-free; every ledger call runs in a worker thread, so the event loop never waits on it.
+
+A row is written before a submit is sent and settled whatever happens to the submit; a result or failure is
+kept the first time it is seen, so it outlives fal's short retention.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from server.errors import FalError, JobFailedError, SubmitOutcomeUnknownError, redact
+from server.fal.outputs import find_media
+from server.fal.reports import SubmitReceipt
+from server.jobs.memory import JobRegistry
+
+if TYPE_CHECKING:
+    from server.jobs.ledger import JobRow, Ledger
+
+T = TypeVar("T")
+_DATA_URI = re.compile(r"^data:([\w.+/-]*)(;base64)?,", re.IGNORECASE)
+# Ledger states that are final: status and result are answered from the ledger, with no upstream request.
+FINISHED = frozenset({"completed", "failed", "cancelled"})
+
+
+class Jobs:
+    def __init__(self, open_ledger: Callable[[], Ledger], *, secrets: list[str], max_stored_result_bytes: int) -> None:
+        self._open_ledger = open_ledger
+        self._ledger: Ledger | None = None
+        self._secrets = secrets
+        self._max_stored_result_bytes = max_stored_result_bytes
+        self.memory = JobRegistry()
+        # Jobs a get_fal_result wait is following right now: the watcher leaves them alone (no double polling).
+        self.followed: set[str] = set()
+
+    @property
+    def ledger(self) -> Ledger:
+        """Opened on first use: the first `tools/list` answer needs no SQLite."""
+        if self._ledger is None:
+            self._ledger = self._open_ledger()
+        return self._ledger
+
+    async def db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a (short, blocking) ledger call in a worker thread."""
+        return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+
+    async def get(self, request_id: str) -> JobRow | None:
+        return await self.db(self.ledger.get, request_id)
+
+    async def list(
+        self, *, state: str | None, endpoint_id: str | None, since: float | None, limit: int
+    ) -> list[JobRow]:
+        return await self.db(self.ledger.list_jobs, state=state, endpoint_id=endpoint_id, since=since, limit=limit)
+
+    # ---- writing ---------------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def submit_record(self, endpoint_id: str, body: dict[str, Any]) -> AsyncIterator[RowHandle]:
+        """Write the job's row before the submit is sent, and settle it whatever happens to the submit.
+
+        Outcome unknown (a timeout, a dropped answer, or this call being cancelled mid-way) stays recorded as
+        'unknown' with what was sent and when; a definite refusal is 'rejected'. Nothing is ever re-sent.
+        """
+        handle = RowHandle(self, await self.db(self.ledger.begin_submit, endpoint_id, self.stored_input(body)))
+        try:
+            yield handle
+        except SubmitOutcomeUnknownError as exc:
+            await self._settle(self.ledger.mark_unknown, handle.row_id, str(exc))
+            exc.message = (
+                f"{exc.message} It is recorded as job #{handle.row_id} with status 'unknown' (see list_fal_jobs)."
+            )
+            exc.args = (exc.message,)
+            raise
+        except FalError as exc:
+            await self._settle(self.ledger.mark_rejected, handle.row_id, str(exc))
+            raise
+        except BaseException:
+            await self._settle(
+                self.ledger.mark_unknown, handle.row_id, "the submit was interrupted before an answer came"
+            )
+            raise
+
+    async def _settle(self, mark: Callable[[int, str], bool], row_id: int, reason: str) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.db(mark, row_id, reason)
+
+    def stored_input(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What the ledger keeps of an input: data URIs shortened to a placeholder, any key text removed."""
+        text = json.dumps(_shorten_data_uris(body), ensure_ascii=False)
+        for secret in self._secrets:
+            text = redact(text, secret)
+        kept: dict[str, Any] = json.loads(text)
+        return kept
+
+    async def keep_output(self, request_id: str, output: dict[str, Any]) -> None:
+        """Store a result the first time it is seen; too large a result keeps just its media URLs."""
+        urls = [media.url for media in find_media(output)]
+        size = len(json.dumps(output, ensure_ascii=False).encode())
+        kept = output
+        if size > self._max_stored_result_bytes:
+            kept = {"_note": f"result of {size} bytes not kept (FAL_MCP_MAX_STORED_RESULT_BYTES)", "media_urls": urls}
+        with anyio.CancelScope(shield=True):
+            await self.db(self.ledger.store_result, request_id, kept, urls)
+        self._finished(request_id)
+
+    async def keep_failure(self, request_id: str, error: JobFailedError) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.db(self.ledger.mark_failed, request_id, error.message, cancelled=error.error_type == "cancelled")
+        self._finished(request_id)
+
+    async def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> None:
+        await self.db(self.ledger.record_download, request_id, url, path, sha256, size)
+
+    def _finished(self, request_id: str) -> None:
+        record = self.memory.get(request_id)
+        if record is not None:
+            record.finished = True
+
+
+class RowHandle:
+    """The ledger row of one submit in flight."""
+
+    def __init__(self, jobs: Jobs, row_id: int) -> None:
+        self._jobs = jobs
+        self.row_id = row_id
+
+    async def submitted(self, receipt: SubmitReceipt) -> None:
+        with anyio.CancelScope(shield=True):  # the upstream accepted it: the id must be kept
+            await self._jobs.db(
+                self._jobs.ledger.mark_submitted, self.row_id, receipt.request_id, receipt.queue_position
+            )
+
+
+def _shorten_data_uris(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DATA_URI.match(value)
+        if match:
+            return f"data:{match.group(1)}{match.group(2) or ''},… ({len(value)} characters, not kept)"
+        return value
+    if isinstance(value, list):
+        return [_shorten_data_uris(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _shorten_data_uris(item) for key, item in value.items()}
+    return value

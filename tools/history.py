@@ -1,0 +1,67 @@
+"""The jobs recorded in the ledger, as the assistant sees them: listing with filters, and one job's document.
+
+Free of MCP; answers come from the ledger alone (no upstream request).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from server.errors import InvalidRequestError
+from server.fal.ids import normalize_endpoint_id
+from server.jobs.ledger import STATES
+from tools.answers import MAX_LIST_LIMIT, JobList, JobSummary
+
+if TYPE_CHECKING:
+    from server.app import Runtime
+    from server.jobs.ledger import JobRow
+
+
+async def list_jobs(rt: Runtime, status: str | None, model: str | None, since: str | None, limit: int) -> JobList:
+    if status is not None and status not in STATES:
+        raise InvalidRequestError(f"status must be one of {', '.join(sorted(STATES))}; you sent {status!r}")
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise InvalidRequestError(f"limit must be between 1 and {MAX_LIST_LIMIT}; you sent {limit}")
+    endpoint_id = normalize_endpoint_id(model) if model else None
+    rows = await rt.jobs.list(state=status, endpoint_id=endpoint_id, since=_since(since), limit=limit)
+    jobs = [summarize(row) for row in rows]
+    hint = (
+        "get_fal_result(request_id) returns a job's output, from the ledger when the upstream no longer has it."
+        if jobs
+        else "No recorded jobs match."
+    )
+    return JobList(count=len(jobs), jobs=jobs, next=hint)
+
+
+def summarize(row: JobRow) -> JobSummary:
+    return JobSummary(
+        request_id=row.request_id,
+        model=row.endpoint_id,
+        status=row.state,
+        submitted_at=datetime.fromtimestamp(row.submitted_at, UTC).isoformat(timespec="seconds"),
+        error=row.error,
+        media_urls=row.media_urls,
+        downloads=[str(d.get("path")) for d in row.downloads],
+    )
+
+
+def job_document(row: JobRow) -> dict[str, Any]:
+    """Everything recorded about one job, for the fal://jobs/{request_id} resource."""
+    document = summarize(row).model_dump(mode="json", exclude_none=True)
+    document.update(input=row.input, result=row.result, downloads=row.downloads, queue_position=row.queue_position)
+    return document
+
+
+def _since(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequestError(
+            f"since must be an ISO 8601 date or time such as '2026-11-25' or '2026-11-25T14:00:00Z'; you sent {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -1,0 +1,63 @@
+"""Submitting a job, free of MCP: check the input, turn local files into URLs, record the job, submit once.
+
+Nothing is sent for an input the model would refuse, and a submit is never re-sent: the job's row is written
+before the request goes out and settled whatever happens (see `server.jobs.keeping`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from server.errors import InvalidRequestError
+from server.fal.ids import normalize_endpoint_id
+from tools.answers import SubmitAnswer
+from tools.catalog.validation import check_input
+from tools.uploads import convert_local_fields
+
+if TYPE_CHECKING:
+    from server.app import Runtime
+
+
+async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswer:
+    endpoint_id = normalize_endpoint_id(model)
+    if not isinstance(params, dict):
+        raise InvalidRequestError('input must be a JSON object of the model\'s parameters, e.g. {"prompt": "..."}')
+    _check_limits(rt, params)
+    checked = check_input(endpoint_id, params)
+    body, file_notes = await convert_local_fields(rt, checked.entry, checked.body)
+    async with rt.jobs.submit_record(endpoint_id, body) as row:
+        receipt = await rt.upstream.submit(endpoint_id, body)
+        await row.submitted(receipt)
+    rt.jobs.memory.remember(receipt.request_id, endpoint_id, submitted_at=time.time())
+    return SubmitAnswer(
+        request_id=receipt.request_id,
+        model=endpoint_id,
+        status=receipt.status,
+        queue_position=receipt.queue_position,
+        validated=checked.entry is not None,
+        notes=checked.notes + file_notes,
+        next=(
+            f"Submitted; video jobs take 1-5 minutes. Call get_fal_result(request_id='{receipt.request_id}', "
+            f"wait_seconds={rt.settings.max_wait_seconds:.0f}) to wait for it with progress (repeat while done is "
+            "false), or get_fal_status for a quick look."
+        ),
+    )
+
+
+def _check_limits(rt: Runtime, params: dict[str, Any]) -> None:
+    """Limits for every model, catalogued or not: what no real request needs is refused before any work."""
+    size = len(json.dumps(params, ensure_ascii=False, default=str).encode())
+    if size > rt.settings.max_input_bytes:
+        raise InvalidRequestError(
+            f"input is {size} bytes of JSON, over the {rt.settings.max_input_bytes} allowed "
+            "(FAL_MCP_MAX_INPUT_BYTES); pass large files as URLs or local paths, not inline."
+        )
+    for name in ("prompt", "negative_prompt"):
+        value = params.get(name)
+        if isinstance(value, str) and len(value) > rt.settings.max_prompt_chars:
+            raise InvalidRequestError(
+                f"{name} is {len(value)} characters, over the {rt.settings.max_prompt_chars} allowed "
+                "(FAL_MCP_MAX_PROMPT_CHARS); shorten it."
+            )
