@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
@@ -62,6 +62,10 @@ ENV_NAMES: dict[str, str] = {
     "max_prompt_chars": "FAL_MCP_MAX_PROMPT_CHARS",
     "http_token": "FAL_MCP_HTTP_TOKEN",
     "http_allowed_hosts": "FAL_MCP_HTTP_ALLOWED_HOSTS",
+    "http_stateless": "FAL_MCP_HTTP_STATELESS",
+    "database_url": "FAL_MCP_DATABASE_URL",
+    "database_pool_size": "FAL_MCP_DATABASE_POOL_SIZE",
+    "watch_lease": "FAL_MCP_WATCH_LEASE",
 }
 
 
@@ -122,6 +126,18 @@ class Settings(BaseModel):
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted for any model")
     http_token: SecretStr | None = Field(None, description="bearer token HTTP clients must send")
     http_allowed_hosts: tuple[str, ...] = Field((), description="extra Host names HTTP clients may use")
+    http_stateless: bool = Field(True, description="serve each HTTP request on its own: any instance serves any")
+    database_url: SecretStr | None = Field(None, description="PostgreSQL ledger URL (a secret); default: SQLite")
+    database_pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections one instance holds")
+    watch_lease: float = Field(30.0, ge=2, le=3600, description="seconds a follower's lease on a job lasts unrenewed")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the value: it may hold a password.
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname")
+        return value
 
     @field_validator("http_allowed_hosts", mode="before")
     @classmethod
@@ -165,7 +181,19 @@ class Settings(BaseModel):
     def secrets(self) -> list[str]:
         """Every key value configured, for redaction."""
         values = (self.uniapi_key, self.fal_key, self.fal_key_id, self.fal_key_secret, self.http_token)
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        keys = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        return keys + self.database_secrets()
+
+    def database_secrets(self) -> list[str]:
+        """The database URL's password, as written and decoded (the URL's other parts are not secret, and
+        redacting them would blank words such as 'postgresql' from every message)."""
+        if self.database_url is None:
+            return []
+        parts = urlsplit(self.database_url.get_secret_value())
+        written = [parts.netloc.rpartition("@")[0].partition(":")[2]] if "@" in parts.netloc else []
+        written += [value for key, value in parse_qsl(parts.query) if key == "password"]
+        found = {text for raw in written for text in (raw, unquote(raw)) if text}
+        return sorted(found, key=len, reverse=True)
 
     def fal_api_key(self) -> str | None:
         """A fal key, whatever the provider: only fal's own storage accepts uploads (a UniAPI token cannot)."""

@@ -2,7 +2,9 @@
 nobody asks in time (fal discards results within the hour).
 
 Each job is checked on the same adaptive policy as a wait (first check soon after submit, then backing off
-to a capped interval), a bounded number of jobs per round, and jobs older than a limit are left alone.
+to a capped interval), a bounded number of jobs per round, and jobs older than a limit are left alone. Every
+round claims (or renews) the leases of the jobs it checks, so when several instances share a ledger each job is
+watched by one of them, and the jobs of an instance that died are taken over once their leases expire.
 """
 
 from __future__ import annotations
@@ -49,7 +51,13 @@ class Watcher:
         now = self._clock()
         # A submit outlives neither its timeout nor its retries; a row still 'submitting' after that is orphaned.
         await jobs.db(jobs.ledger.settle_stale_submits, now - STALE_SUBMIT_MARGIN - _submit_budget(settings))
-        rows = await jobs.db(jobs.ledger.unfinished, limit=settings.watch_max_jobs)
+        # Only the jobs this instance holds the lease of (claimed or renewed now): one follower per job.
+        rows = await jobs.db(
+            jobs.ledger.claim_watch,
+            settings.watch_lease,
+            limit=settings.watch_max_jobs,
+            submitted_since=now - settings.watch_max_age,
+        )
         checked = 0
         live = set()
         for row in rows:
