@@ -137,7 +137,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     token = settings.http_token.get_secret_value() if settings.http_token else None
     anyio.run(
         lambda: serve_http(
-            server, host=args.host, port=args.port, token=token, allowed_hosts=settings.http_allowed_hosts
+            server,
+            host=args.host,
+            port=args.port,
+            token=token,
+            allowed_hosts=settings.http_allowed_hosts,
+            stateless=settings.http_stateless,
         )
     )
 

@@ -2,6 +2,11 @@
 
 Loopback by default. Binding to any other address requires a bearer token (FAL_MCP_HTTP_TOKEN), checked in
 constant time on every request; the SDK's DNS-rebinding protection (Host and Origin checks) stays on.
+
+Stateless by default (FAL_MCP_HTTP_STATELESS): each request is served by a transport of its own and no session
+is kept, so several instances behind a load balancer serve any request with no sticky sessions (nothing this
+server does needs a session). Progress still streams on the response of the call it belongs to, and a wait
+stops when its client goes away.
 """
 
 from __future__ import annotations
@@ -33,7 +38,14 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
-def http_app(server: MCPServer[Any], *, host: str, token: str | None, allowed_hosts: Sequence[str] = ()) -> ASGIApp:
+def http_app(
+    server: MCPServer[Any],
+    *,
+    host: str,
+    token: str | None,
+    allowed_hosts: Sequence[str] = (),
+    stateless: bool = True,
+) -> ASGIApp:
     """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check."""
     check_bind(host, token)
     names = sorted(_host_names(host, allowed_hosts))
@@ -42,7 +54,7 @@ def http_app(server: MCPServer[Any], *, host: str, token: str | None, allowed_ho
         allowed_hosts=[*names, *(f"{name}:*" for name in names)],
         allowed_origins=[origin for name in names for origin in (f"http://{name}:*", f"https://{name}:*")],
     )
-    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
+    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host, stateless_http=stateless)
     return BearerToken(app, token) if token else app
 
 
@@ -77,9 +89,15 @@ class BearerToken:
 
 
 async def serve_http(
-    server: MCPServer[Any], *, host: str, port: int, token: str | None, allowed_hosts: Sequence[str] = ()
+    server: MCPServer[Any],
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    allowed_hosts: Sequence[str] = (),
+    stateless: bool = True,
 ) -> None:
     import uvicorn
 
-    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts)
+    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts, stateless=stateless)
     await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
