@@ -4,14 +4,9 @@ on SQLite (one poller per job). The sandbox tells instances apart by the `instan
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,68 +17,12 @@ from mcp import Client, StdioServerParameters
 from server.jobs.ledger import JobLedger
 from server.sandbox import Sandbox, SeenRequest
 from tests.helpers import SEED_INPUT, SEED_MODEL, server_env, text_of
-from tests.local_postgres import free_port
+from tests.instances import HttpInstance, http_instances
 from tests.postgres import Backend, open_target
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
 FAST_WATCH = {"FAL_MCP_WATCH_FIRST_INTERVAL": "0.3", "FAL_MCP_WATCH_MAX_INTERVAL": "0.6"}
-
-
-class HttpInstance:
-    """`python -m server --transport http` on a port of its own."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the instance's output, read by output()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", "--transport", "http", "--port", str(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            env=env,
-            cwd=ROOT,
-        )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.process.poll() is None, f"the instance stopped: {self.output()}"
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()  # it is listening
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "the instance did not start"
-                time.sleep(0.1)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # graceful: the leases are given back
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
-
-
-@contextmanager
-def http_instances(count: int, env: dict[str, str]) -> Iterator[list[HttpInstance]]:
-    instances = [HttpInstance(env) for _ in range(count)]
-    try:
-        for instance in instances:
-            instance.wait_ready()
-        yield instances
-    finally:
-        for instance in instances:
-            instance.stop()
 
 
 def instance_env(sandbox: Sandbox, backend: Backend, **extra: str) -> dict[str, str]:

@@ -67,8 +67,8 @@ class Watcher:
             if row.request_id in jobs.followed:
                 continue  # a wait is following it and will keep its result
             due = self._next.setdefault(row.request_id, row.submitted_at + settings.watch_first_interval)
-            if due > now:
-                continue
+            if due > now or not await self._still_leased(row.request_id):
+                continue  # not due; or a wait (of any instance) took the job over since the claim, and follows it
             checked += 1
             try:
                 finished = await self.check(row)
@@ -103,6 +103,13 @@ class Watcher:
             return False
         await self._jobs.keep_output(row.request_id, fetched.output)
         return True
+
+    async def _still_leased(self, request_id: str) -> bool:
+        """One cheap ledger read saves an upstream request: between a round's claim and a check, a wait may take
+        the job (its lease), and then it alone asks the upstream."""
+        ledger = self._jobs.ledger
+        lease = await self._jobs.db(ledger.lease, request_id)
+        return lease is not None and lease.owner == ledger.instance and lease.kind == "watch"
 
 
 def _submit_budget(settings: Settings) -> float:
