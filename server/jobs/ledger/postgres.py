@@ -344,7 +344,10 @@ def safe_location(url: str) -> str:
     parts = urlsplit(url)
     user = parts.username or ""
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number: psycopg will say so; the message needs no port
+        port = ""
     return f"{parts.scheme}://{user + '@' if user else ''}{host}{port}{parts.path}"
 
 
