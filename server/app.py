@@ -3,7 +3,7 @@
 `Runtime` holds the services of one running server (the upstream client, the job lifecycle, the waiter, fal
 storage, the media downloader); heavy ones (httpx, SQLite, the status stream) are created on first use, since a
 client waits for the first `tools/list` answer, which needs none of them. `create_server` assembles the MCP
-face (tools, resources, prompts) and starts the watcher.
+face (tools, resources, prompts) and starts the watcher and the relay of other instances' job changes.
 """
 
 from __future__ import annotations

@@ -205,3 +205,15 @@ async def test_a_trailing_wait_takes_over_when_the_other_wait_ends(sandbox: Sand
     (report,) = outcome
     assert isinstance(report, StatusReport) and report.state == "COMPLETED"
     assert any(job in r.path for r in sandbox.seen("GET"))
+
+
+async def test_a_stopping_instance_gives_its_leases_back(sandbox: Sandbox, backend: Backend) -> None:
+    runtime = Runtime(make_settings(sandbox, **backend.settings()))
+    try:
+        job = (await submit(runtime, SEED_MODEL, SEED_INPUT)).request_id
+        claimed = await runtime.jobs.db(runtime.jobs.ledger.claim_watch, 600, limit=10, submitted_since=0.0)
+        assert [row.request_id for row in claimed] == [job]
+    finally:
+        await runtime.aclose()
+    with backend.open() as ledger:
+        assert ledger.lease(job) is None  # another instance's watcher may claim it at once
