@@ -133,7 +133,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 def create_server(settings: Settings) -> MCPServer[Runtime]:
-    from tools import mcp_prompts, mcp_resources, mcp_tools
+    from tools import mcp_apps, mcp_prompts, mcp_resources, mcp_tools
 
     running: list[Runtime] = []
 
@@ -162,6 +162,7 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
+        extensions=[mcp_apps.build_apps(settings)],
     )
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)
