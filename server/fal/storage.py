@@ -26,7 +26,8 @@ from server.errors import (
     describe_detail,
     redact,
 )
-from server.files.local import EXTENSIONS, FileRefusedError, LocalMedia
+from server.files.local import FileRefusedError, LocalMedia
+from server.files.sniff import EXTENSIONS
 from server.settings import is_loopback_host
 
 STORAGE_TYPE = "fal-cdn-v3"

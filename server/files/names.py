@@ -7,7 +7,7 @@ import re
 import unicodedata
 from urllib.parse import unquote, urlsplit
 
-from server.files.local import EXTENSIONS
+from server.files.sniff import EXTENSIONS
 
 MAX_NAME_CHARS = 100
 _DROPPED = frozenset({"Cc", "Cf"})  # control and invisible format characters (NUL, bidi overrides) are removed
