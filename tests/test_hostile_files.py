@@ -1,12 +1,16 @@
-"""Hostile local files: text that looks like audio at a glance."""
+"""Hostile local files: text that looks like audio at a glance, and a folder swapped for a symlink mid-read."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from server.files import local as local_files
 from server.files.local import FileRefusedError, read_media, sniff_mime
+from server.sandbox.media import tiny_png
 from tests.media_samples import adts_frames, mp3_frames, ogg_page
 
 REG_EXPORT = (
@@ -71,3 +75,50 @@ def test_a_utf16_registry_export_is_not_uploaded(tmp_path: Path) -> None:
     with pytest.raises(FileRefusedError, match="not an image, video or audio file") as caught:
         read_media(str(path), roots=[tmp_path], max_bytes=100_000)
     assert "horse" not in caught.value.message
+
+
+# ---- a folder swapped for a symlink between the check and the open -------------------------------------------
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path is resolved and checked inside the root; then, before the file is opened, a folder on the way
+    becomes a symlink to a folder outside the root holding a file of the same name. Opening by path would read
+    the outside file (O_NOFOLLOW guards only the last component); opening each component from the root's
+    descriptor refuses."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "photos").mkdir(parents=True)
+    (outside).mkdir()
+    inside_file = root / "photos" / "cat.png"
+    inside_file.write_bytes(tiny_png())
+    secret = tiny_png() + b"outside the root"
+    (outside / "cat.png").write_bytes(secret)
+    real_lstat, target = os.lstat, str(inside_file.resolve())
+    swapped: list[bool] = []
+
+    def swapping_lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if str(path) == target and not swapped:  # the attacker wins the race right here
+            (root / "photos").rename(root / "photos.old")
+            (root / "photos").symlink_to(outside, target_is_directory=True)
+            swapped.append(True)
+        return real_lstat(path, *args, **kwargs)
+
+    monkeypatch.setattr(local_files.os, "lstat", swapping_lstat)
+    with pytest.raises(FileRefusedError, match="changed while it was being opened"):
+        read_media(str(inside_file), roots=[root], max_bytes=100_000)
+    assert swapped
+
+
+def test_reading_through_the_root_descriptor_still_reads_nested_files(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "c" / "cat.png"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(tiny_png())
+    assert read_media(str(path), roots=[tmp_path], max_bytes=100_000).data == tiny_png()
+    assert read_media(str(path), roots=[tmp_path / "a" / "b" / "c"], max_bytes=100_000).data == tiny_png()
+
+
+def test_a_file_that_is_itself_a_root_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "cat.png"
+    path.write_bytes(tiny_png())
+    assert read_media(str(path), roots=[path], max_bytes=100_000).data == tiny_png()

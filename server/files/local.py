@@ -9,6 +9,7 @@ file's bytes, reads at most the first few KB (to sniff), and sends nothing anywh
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -83,12 +84,7 @@ def read_media(reference: str, *, roots: Sequence[Path], max_bytes: int) -> Loca
     if info.st_size > max_bytes:
         raise _too_large(reference, info.st_size, max_bytes)
 
-    # O_NONBLOCK: if the file is swapped for a FIFO after the stat, opening it must not hang.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise FileRefusedError(f"Cannot open {reference}: {exc.strerror or type(exc).__name__}.") from None
+    fd = _open_beneath(reference, path, resolved_roots)
     try:
         # Re-check on the open descriptor: the path may have been replaced since the stat above.
         opened = os.fstat(fd)
@@ -134,6 +130,49 @@ def _path_of(reference: str) -> Path:
             "a path starting with ~/, or a file:// URL."
         )
     return path
+
+
+# O_NONBLOCK: if the file is swapped for a FIFO after the stat, opening it must not hang.
+_FILE_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+# O_PATH where there is one: a folder the user may search but not list can still be walked through.
+_FOLDER_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_WALKS_BENEATH = os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY")
+
+
+def _open_beneath(reference: str, path: Path, roots: Sequence[Path]) -> int:
+    """Open the resolved `path` one component at a time from its root's descriptor, following no symlink.
+
+    O_NOFOLLOW on the whole path guards only its last component: a folder on the way swapped for a symlink
+    after the checks above would lead out of the root. Here every folder is opened with O_NOFOLLOW relative to
+    the one before, so such a swap makes the open fail instead.
+    """
+    root = max((r for r in roots if _inside(path, [r])), key=lambda r: len(r.parts))
+    parts = path.relative_to(root).parts
+    try:
+        if not parts:  # the root is the file itself
+            return os.open(path, _FILE_FLAGS)
+        if not _WALKS_BENEATH:  # no openat (Windows): the fstat identity check in read_media is what remains
+            return os.open(path, _FILE_FLAGS)
+        fd = os.open(root, _FOLDER_FLAGS)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            return os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            # A component became a symlink (or vanished) after the path was resolved and checked.
+            raise FileRefusedError(f"{reference} changed while it was being opened; try again.") from None
+        raise FileRefusedError(f"Cannot open {reference}: {exc.strerror or type(exc).__name__}.") from None
 
 
 def _inside(path: Path, roots: Sequence[Path]) -> bool:
