@@ -58,6 +58,7 @@ ENV_NAMES: dict[str, str] = {
     "download_dir": "FAL_MCP_DOWNLOAD_DIR",
     "max_download_bytes": "FAL_MCP_MAX_DOWNLOAD_BYTES",
     "download_timeout": "FAL_MCP_DOWNLOAD_TIMEOUT",
+    "max_download_files": "FAL_MCP_MAX_DOWNLOAD_FILES",
     "max_input_bytes": "FAL_MCP_MAX_INPUT_BYTES",
     "max_prompt_chars": "FAL_MCP_MAX_PROMPT_CHARS",
     "http_token": "FAL_MCP_HTTP_TOKEN",
@@ -118,6 +119,7 @@ class Settings(BaseModel):
     download_dir: Path | None = Field(None, description="where downloads go; default: Downloads/fal-queue-mcp")
     max_download_bytes: int = Field(500 * 1024 * 1024, ge=1, description="largest media file downloaded")
     download_timeout: float = Field(300.0, gt=0, le=3600, description="seconds one media download may take")
+    max_download_files: int = Field(20, ge=1, le=1000, description="most media files one result may download")
     max_input_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest submit input, as JSON")
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted for any model")
     http_token: SecretStr | None = Field(None, description="bearer token HTTP clients must send")
