@@ -124,7 +124,7 @@ class Runtime:
 def open_ledger(settings: Settings) -> Ledger:
     from server.jobs.ledger import Ledger
 
-    return Ledger(Ledger.default_path(settings.state_dir))
+    return Ledger(Ledger.default_path(settings.state_dir), secrets=settings.secrets())
 
 
 @asynccontextmanager

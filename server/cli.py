@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sandbox.stop()
         return 2
     logging.getLogger().setLevel(settings.log_level)
+    from server import logs
+
+    logs.install(settings.secrets(), settings.log_level)
     try:
         _serve(args, settings)
     except KeyboardInterrupt:

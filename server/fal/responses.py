@@ -7,6 +7,7 @@ Protocol-free and HTTP-client-free apart from reading `httpx.Response` objects.
 from __future__ import annotations
 
 import json
+import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,7 +23,7 @@ from server.errors import (
     UpstreamUnavailableError,
     UpstreamValidationError,
     describe_detail,
-    redact,
+    scrub_secrets,
 )
 from server.settings import Settings
 
@@ -128,18 +129,6 @@ STATUS_KEYS = frozenset(
 )
 
 
-def scrub_secrets(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = redact(value, secret)
-        return value
-    if isinstance(value, list):
-        return [scrub_secrets(item, secrets) for item in value]
-    if isinstance(value, dict):
-        return {scrub_secrets(key, secrets): scrub_secrets(item, secrets) for key, item in value.items()}
-    return value
-
-
 def safe_json(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
@@ -147,11 +136,21 @@ def safe_json(response: httpx.Response) -> Any:
         return None
 
 
+# Only the bare media type of a Content-Type is ever quoted, and only one of a registered top-level type: the
+# header is the upstream's to fill, and a key echoed into it must not travel on into messages and the ledger.
+_MEDIA_TYPE = re.compile(r"(?:application|audio|font|image|model|multipart|text|video)/[a-z0-9][a-z0-9.+-]{0,60}")
+
+
+def media_type_of(response: httpx.Response) -> str | None:
+    bare = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return bare if _MEDIA_TYPE.fullmatch(bare) else None
+
+
 def describe_body(response: httpx.Response) -> str:
-    content_type = response.headers.get("content-type", "unknown type")
-    if "html" in content_type or response.content.lstrip()[:1] == b"<":
+    kind = media_type_of(response)
+    if (kind and "html" in kind) or response.content.lstrip()[:1] == b"<":
         return f"an HTML page, HTTP {response.status_code}"
-    return f"{content_type}, HTTP {response.status_code}, {len(response.content)} bytes"
+    return f"{kind or 'an unreadable type'}, HTTP {response.status_code}, {len(response.content)} bytes"
 
 
 def is_in_progress(response: httpx.Response) -> bool:
