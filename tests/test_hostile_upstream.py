@@ -1,5 +1,7 @@
-"""A hostile upstream on 127.0.0.1 that echoes the key in response headers: the key must reach neither the
-ledger, nor list_fal_jobs / fal://jobs, nor the logs (at DEBUG too)."""
+"""A hostile upstream on 127.0.0.1: it echoes the key in response headers, and it answers with JSON nested
+100,000 deep. The key must reach neither the ledger, nor list_fal_jobs / fal://jobs, nor the logs (at DEBUG
+too); a poisoned answer is an unreadable answer wherever it comes (result, status, stream, submit) and never
+stops the watcher."""
 
 from __future__ import annotations
 
@@ -8,10 +10,15 @@ import logging
 import subprocess
 import sys
 import threading
+import time
+from typing import Any
 
 import pytest
 
 from server import logs
+from server.app import Runtime
+from server.fal.responses import MAX_ANSWER_DEPTH, parse_json
+from server.jobs.watcher import Watcher
 from server.sandbox import Fault, Sandbox
 from server.settings import Settings
 from tests.helpers import (
@@ -21,6 +28,7 @@ from tests.helpers import (
     connect,
     initialize_request,
     jsonrpc_line,
+    make_settings,
     server_env,
     text_of,
 )
@@ -141,3 +149,121 @@ def test_install_redacts_every_logger_and_quiets_the_http_libraries(caplog: pyte
         logging.setLogRecordFactory(factory)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+# ---- answers nested 100,000 deep -----------------------------------------------------------------------------
+
+
+def test_parse_json_refuses_what_nests_too_deep() -> None:
+    assert parse_json(DEEP) is None and parse_json(DEEP_IN_AN_OBJECT) is None
+    assert parse_json(b"[" * MAX_ANSWER_DEPTH + b"]" * MAX_ANSWER_DEPTH) is not None
+    assert parse_json(b"[" * (MAX_ANSWER_DEPTH + 1) + b"]" * (MAX_ANSWER_DEPTH + 1)) is None
+    assert parse_json(b'{"a": [1, {"b": "c"}]}') == {"a": [1, {"b": "c"}]}
+
+
+@pytest.mark.parametrize("body", [DEEP, DEEP_IN_AN_OBJECT], ids=["array", "inside-a-result"])
+async def test_a_poisoned_result_is_an_unreadable_answer(sandbox: Sandbox, settings: Settings, body: bytes) -> None:
+    sandbox.inject(Fault("GET /fal-ai/kling-video/requests/abc", status=200, body=body))
+    async with connect(settings) as client:
+        result = await client.call_tool("get_fal_result", {"request_id": "abc", "model": SEED_MODEL})
+    assert result.is_error and "not a readable JSON object" in text_of(result)
+    _plain(text_of(result))
+
+
+async def test_a_poisoned_status_is_an_unreadable_answer(sandbox: Sandbox, settings: Settings) -> None:
+    sandbox.inject(Fault("GET /fal-ai/kling-video/requests/abc/status", status=200, body=DEEP))
+    async with connect(settings) as client:
+        status = await client.call_tool("get_fal_status", {"request_id": "abc", "model": SEED_MODEL})
+    assert status.is_error and "not a readable JSON object" in text_of(status)
+    _plain(text_of(status))
+
+
+async def test_a_poisoned_stream_event_is_skipped(sandbox: Sandbox, settings: Settings) -> None:
+    async with connect(settings) as client:
+        submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+        request_id = submitted.structured_content["request_id"]
+        sandbox.inject(
+            Fault(
+                f"GET /fal-ai/kling-video/requests/{request_id}/status/stream",
+                status=200,
+                body=b"data: " + DEEP + b"\n\n",
+                content_type="text/event-stream",
+            )
+        )
+        result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["done"] is True  # the wait went on by polling
+    assert not sandbox.faults  # the poisoned stream was really served
+
+
+async def test_a_poisoned_submit_answer_still_says_do_not_resubmit(sandbox: Sandbox, settings: Settings) -> None:
+    sandbox.inject(Fault(SUBMIT, status=200, body=DEEP))
+    async with connect(settings) as client:
+        submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+        listed = await client.call_tool("list_fal_jobs", {})
+    assert submitted.is_error and "resubmit" in text_of(submitted)
+    _plain(text_of(submitted))
+    assert [job["status"] for job in listed.structured_content["jobs"]] == ["unknown"]
+    assert len(sandbox.seen("POST")) == 1
+
+
+# ---- the watcher ---------------------------------------------------------------------------------------------
+
+
+async def _two_finished_jobs(sandbox: Sandbox, settings: Settings) -> tuple[str, str]:
+    async with connect(settings) as client:
+        ids = []
+        for _ in range(2):
+            submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+            ids.append(submitted.structured_content["request_id"])
+    for request_id in ids:
+        sandbox.finish_now(request_id)
+    return ids[0], ids[1]
+
+
+def _watcher(rt: Runtime) -> Watcher:
+    return Watcher(rt.jobs, rt.upstream, rt.settings, clock=lambda: time.time() + 3600)  # every job is due
+
+
+async def test_a_poisoned_result_does_not_stop_the_watcher(sandbox: Sandbox) -> None:
+    settings = make_settings(sandbox)
+    poisoned, healthy = await _two_finished_jobs(sandbox, settings)
+    sandbox.inject(Fault(f"GET /fal-ai/kling-video/requests/{poisoned}", status=200, body=DEEP, times=100))
+    rt = Runtime(settings)
+    try:
+        watcher = _watcher(rt)
+        assert await watcher.round() == 2
+        assert await watcher.round() == 0  # the poisoned one backs off; the healthy one is done
+        kept, left = await rt.jobs.get(healthy), await rt.jobs.get(poisoned)
+    finally:
+        await rt.aclose()
+    assert kept is not None and kept.state == "completed" and kept.result is not None
+    assert left is not None and left.state == "submitted"
+
+
+async def test_any_failure_of_one_job_stays_with_that_job(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever one job's check raises, the round goes on to the next job, and the next round still runs."""
+    settings = make_settings(sandbox)
+    poisoned, healthy = await _two_finished_jobs(sandbox, settings)
+    rt = Runtime(settings)
+    real_result = rt.upstream.result
+
+    async def result(endpoint_id: str, request_id: str) -> Any:
+        if request_id == poisoned:
+            raise RecursionError("maximum recursion depth exceeded")
+        return await real_result(endpoint_id, request_id)
+
+    monkeypatch.setattr(rt.upstream, "result", result)
+    try:
+        watcher = _watcher(rt)
+        assert await watcher.round() == 2
+        kept, left = await rt.jobs.get(healthy), await rt.jobs.get(poisoned)
+        monkeypatch.setattr(rt.upstream, "result", real_result)  # the upstream recovers
+        watcher._clock = lambda: time.time() + 7200
+        await watcher.round()
+        recovered = await rt.jobs.get(poisoned)
+    finally:
+        await rt.aclose()
+    assert kept is not None and kept.state == "completed"
+    assert left is not None and left.state == "submitted"
+    assert recovered is not None and recovered.state == "completed"

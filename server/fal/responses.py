@@ -55,7 +55,7 @@ class AnswerReader:
         body = safe_json(response)
         if not isinstance(body, dict):
             raise BadResponseError(
-                f"The upstream's answer to {action} was not a JSON object "
+                f"The upstream's answer to {action} was not a readable JSON object "
                 f"({describe_body(response)}); the provider may be having trouble, try again later."
             )
         return body
@@ -129,11 +129,37 @@ STATUS_KEYS = frozenset(
 )
 
 
-def safe_json(response: httpx.Response) -> Any:
+# fal's answers nest a handful of levels. One nested thousands deep is an attack on the recursion limit: every
+# later step (scrubbing keys, finding media, storing, answering) walks the value recursively.
+MAX_ANSWER_DEPTH = 64
+
+
+def parse_json(data: bytes | str) -> Any:
+    """The JSON value, or None when `data` is not JSON or nests deeper than MAX_ANSWER_DEPTH (an unreadable
+    answer, like an HTML page)."""
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # the decoder recurses once per nesting level
         return None
+    return value if _nests_within(value, MAX_ANSWER_DEPTH) else None
+
+
+def _nests_within(value: Any, limit: int) -> bool:
+    """Whether `value` nests arrays and objects at most `limit` deep; iterative, so it cannot recurse itself."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth >= limit:
+            return False
+        pending.extend((child, depth + 1) for child in children)
+    return True
+
+
+def safe_json(response: httpx.Response) -> Any:
+    return parse_json(response.content)
 
 
 # Only the bare media type of a Content-Type is ever quoted, and only one of a registered top-level type: the
