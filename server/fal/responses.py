@@ -191,6 +191,15 @@ def body_error_type(response: httpx.Response) -> str | None:
     return str(value) if value else None
 
 
+_ERROR_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def plain_error_type(value: str | None) -> str | None:
+    """An error type (fal's are words like `downstream_service_error`) as quotable, or None when it is not one:
+    it comes from a header or body the upstream fills, and is shown to the assistant and kept in the ledger."""
+    return value if value and _ERROR_TYPE.fullmatch(value) else None
+
+
 def error_text(data: dict[str, Any]) -> str:
     for key in ("error", "detail", "message"):
         if data.get(key):
