@@ -55,7 +55,7 @@ class AnswerReader:
         body = safe_json(response)
         if not isinstance(body, dict):
             raise BadResponseError(
-                f"The upstream's answer to {action} was not a readable JSON object "
+                f"The upstream's answer to {action} was not a JSON object "
                 f"({describe_body(response)}); the provider may be having trouble, try again later."
             )
         return body
