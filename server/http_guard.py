@@ -21,13 +21,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import resource
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+if sys.platform != "win32":  # no resource limits to read or raise on Windows
+    import resource
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ def raise_fd_limit(target: int = FD_TARGET) -> int:
 
     Many systems start processes with a soft limit of 256 or 1024 and a far higher hard limit.
     """
+    if sys.platform == "win32":
+        return target
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = target if hard == resource.RLIM_INFINITY else min(target, hard)
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -62,6 +67,8 @@ def raise_fd_limit(target: int = FD_TARGET) -> int:
 def connection_budget(wanted: int, *, reserved: int) -> int:
     """How many client connections fit: `wanted`, unless the file-descriptor limit leaves fewer (after those
     already open, `reserved` more for outgoing connections, and a margin)."""
+    if sys.platform == "win32":
+        return wanted
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return wanted

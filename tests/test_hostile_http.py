@@ -5,7 +5,6 @@ open-files limit is raised at start-up. The server runs as a real subprocess on 
 from __future__ import annotations
 
 import contextlib
-import resource
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from server.http_guard import Admission, ConnectionLimits
 from server.sandbox import Sandbox
 from tests.helpers import initialize_request, server_env
 
+resource = pytest.importorskip("resource")  # POSIX only
 Server = subprocess.Popen[bytes]
 TOKEN = "hostile-http-token-8c1f0e"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
