@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from server.fal.client import FalQueueClient
     from server.fal.storage import FalStorageClient
     from server.files.downloads import DownloadLimits
+    from server.files.url_safety import Resolver
     from server.jobs.ledger import Ledger
     from server.jobs.waiting import Waiter
 
@@ -43,8 +44,10 @@ INSTRUCTIONS = (
 class Runtime:
     """The services one running server shares, wired from its settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, resolve: Resolver | None = None) -> None:
         self.settings = settings
+        # How media hosts' names become addresses: None for the system resolver; a test may map names itself.
+        self.resolve = resolve
         self.jobs = Jobs(
             lambda: open_ledger(settings),
             secrets=settings.secrets(),
@@ -90,11 +93,13 @@ class Runtime:
     @property
     def media_http(self) -> httpx.AsyncClient:
         """Media downloads get a client of their own: no auth headers or cookies shared with the upstream's,
-        and a long download never holds one of the upstream pool's connections."""
+        and a long download never holds one of the upstream pool's connections. No connection is kept alive:
+        each download connects to the address it has just checked (the pool would key it by address alone,
+        whatever the TLS name)."""
         if self._media_http is None:
             import httpx
 
-            limits = httpx.Limits(max_connections=MEDIA_MAX_CONNECTIONS, max_keepalive_connections=2)
+            limits = httpx.Limits(max_connections=MEDIA_MAX_CONNECTIONS, max_keepalive_connections=0)
             self._media_http = httpx.AsyncClient(trust_env=False, follow_redirects=False, limits=limits)
         return self._media_http
 
@@ -119,12 +124,12 @@ class Runtime:
 def open_ledger(settings: Settings) -> Ledger:
     from server.jobs.ledger import Ledger
 
-    return Ledger(Ledger.default_path(settings.state_dir))
+    return Ledger(Ledger.default_path(settings.state_dir), secrets=settings.secrets())
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = Runtime(settings)
+async def open_runtime(settings: Settings, *, resolve: Resolver | None = None) -> AsyncIterator[Runtime]:
+    runtime = Runtime(settings, resolve=resolve)
     try:
         yield runtime
     finally:
@@ -132,14 +137,15 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             await runtime.aclose()
 
 
-def create_server(settings: Settings) -> MCPServer[Runtime]:
+def create_server(settings: Settings, *, resolve: Resolver | None = None) -> MCPServer[Runtime]:
+    """`resolve` replaces the system resolver for media downloads (tests map a name to 127.0.0.1 with it)."""
     from tools import mcp_apps, mcp_prompts, mcp_resources, mcp_tools
 
     running: list[Runtime] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
-        async with open_runtime(settings) as runtime, anyio.create_task_group() as background:
+        async with open_runtime(settings, resolve=resolve) as runtime, anyio.create_task_group() as background:
             if settings.watch_jobs:
                 background.start_soon(_watch, runtime)
             running.append(runtime)

@@ -7,8 +7,10 @@ constant time on every request; the SDK's DNS-rebinding protection (Host and Ori
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -16,6 +18,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.settings import is_loopback_host
 
+if TYPE_CHECKING:
+    from server.http_guard import ConnectionLimits
+
+log = logging.getLogger(__name__)
 TOKEN_VARIABLE = "FAL_MCP_HTTP_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
@@ -77,9 +83,34 @@ class BearerToken:
 
 
 async def serve_http(
-    server: MCPServer[Any], *, host: str, port: int, token: str | None, allowed_hosts: Sequence[str] = ()
+    server: MCPServer[Any],
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    allowed_hosts: Sequence[str] = (),
+    limits: ConnectionLimits,
+    reserved_descriptors: int = 0,
 ) -> None:
+    """Serve until stopped. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
+    limit is raised first, and the connection cap kept below what it leaves after `reserved_descriptors` (the
+    server's own outgoing connections)."""
     import uvicorn
 
+    from server.http_guard import connection_budget, guarded_protocol, raise_fd_limit
+
+    raise_fd_limit()
+    budget = connection_budget(limits.max_connections, reserved=reserved_descriptors)
+    if budget < limits.max_connections:
+        log.warning(
+            "serving at most %d HTTP connections at once (not %d): the open-files limit leaves no more",
+            budget,
+            limits.max_connections,
+        )
+    protocol, _ = guarded_protocol(replace(limits, max_connections=budget))
     app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts)
-    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+    # asyncio accepts up to `backlog` connections at a time before any of them is admitted: a quarter of the
+    # budget keeps a flood of connections below the descriptor limit (no EMFILE, no one-second accept pause).
+    backlog = max(8, budget // 4)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol, backlog=backlog)
+    await uvicorn.Server(config).serve()

@@ -98,7 +98,13 @@ def build_tools() -> list[Tool]:
 def _publish_featured_inputs(submit: Tool) -> None:
     """Give submit_fal_job's `input` the typed schemas of the featured models, derived from the catalog."""
     arms, defs = featured_inputs()
-    submit.parameters["properties"]["input"] = {**submit.parameters["properties"]["input"], "anyOf": arms}
+    # additionalProperties said outright (compact drops it as the default): strict clients otherwise close the
+    # object (pydantic-ai's OpenAI conversion sends `input` as {} then).
+    submit.parameters["properties"]["input"] = {
+        **submit.parameters["properties"]["input"],
+        "additionalProperties": True,
+        "anyOf": arms,
+    }
     submit.parameters["$defs"] = defs
 
 

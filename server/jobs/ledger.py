@@ -6,8 +6,9 @@ may share one file: WAL mode lets readers run beside the one writer, and every w
 `BEGIN IMMEDIATE` transaction that waits up to `busy_timeout` for the lock instead of failing.
 
 Calls are synchronous and thread-safe (one connection per Ledger, behind a lock); async callers run them with
-`anyio.to_thread.run_sync`. Callers pass only the model input, never a key: inputs and results are stored as
-given, and callers cap their size.
+`anyio.to_thread.run_sync`. Callers pass only the model input, never a key, and cap sizes; still, every text
+a writer stores (inputs, reasons, results, URLs) has the secrets given at opening cut out first, since much of
+it comes from an upstream that may echo the key back.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+
+from server.errors import redact, scrub_secrets
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +89,17 @@ class JobRow:
 class Ledger:
     """Mutators return whether a row changed: False for an unknown id or a transition that no longer applies."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        secrets: Sequence[str] = (),
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
+        self._secrets = [secret for secret in secrets if secret]
         self._lock = threading.Lock()
         _create_private(self.path)
         _check_header(self.path)  # before SQLite opens it: a foreign file is never touched
@@ -128,7 +139,7 @@ class Ledger:
             cursor = conn.execute(
                 "INSERT INTO jobs (endpoint_id, state, input, submitted_at, updated_at)"
                 " VALUES (?, 'submitting', ?, ?, ?)",
-                (endpoint_id, _dumps(input), now, now),
+                (endpoint_id, self._json(input), now, now),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -145,14 +156,14 @@ class Ledger:
         """The submit's outcome is unknown (timeout, dropped answer): a job may be running and billed."""
         return self._update(
             "UPDATE jobs SET state = 'unknown', error = ?, updated_at = ? WHERE id = ? AND state = 'submitting'",
-            (reason, self._clock(), row_id),
+            (self._text(reason), self._clock(), row_id),
         )
 
     def mark_rejected(self, row_id: int, reason: str) -> bool:
         """The upstream surely refused the submit (4xx, connect error): nothing was started."""
         return self._update(
             "UPDATE jobs SET state = 'rejected', error = ?, updated_at = ? WHERE id = ? AND state = 'submitting'",
-            (reason, self._clock(), row_id),
+            (self._text(reason), self._clock(), row_id),
         )
 
     def settle_stale_submits(self, older_than: float) -> int:
@@ -175,19 +186,19 @@ class Ledger:
         return self._update(
             "UPDATE jobs SET state = 'completed', result = ?, media_urls = ?, result_at = ?, updated_at = ?,"
             " error = NULL WHERE request_id = ? AND result IS NULL",
-            (_dumps(result), _dumps(media_urls), now, now, request_id),
+            (self._json(result), self._json(media_urls), now, now, request_id),
         )
 
     def mark_failed(self, request_id: str, error: str, *, cancelled: bool = False) -> bool:
         """State 'failed' (or 'cancelled'); never overrides a stored result."""
         return self._update(
             "UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE request_id = ? AND result IS NULL",
-            ("cancelled" if cancelled else "failed", error, self._clock(), request_id),
+            ("cancelled" if cancelled else "failed", self._text(error), self._clock(), request_id),
         )
 
     def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> bool:
         """Add a downloaded file; a new download to the same path replaces the old entry."""
-        entry = {"url": url, "path": path, "sha256": sha256, "size": size}
+        entry = scrub_secrets({"url": url, "path": path, "sha256": sha256, "size": size}, self._secrets)
         with self._write() as conn:
             row = conn.execute("SELECT downloads FROM jobs WHERE request_id = ?", (request_id,)).fetchone()
             if row is None:
@@ -241,6 +252,14 @@ class Ledger:
         self.close()
 
     # ---- plumbing --------------------------------------------------------------------------------------------
+
+    def _text(self, text: str) -> str:
+        for secret in self._secrets:
+            text = redact(text, secret)
+        return text
+
+    def _json(self, value: object) -> str:
+        return _dumps(scrub_secrets(value, self._secrets) if self._secrets else value)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

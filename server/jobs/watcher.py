@@ -67,6 +67,9 @@ class Watcher:
             except FalError as exc:  # a passing upstream problem: try again on the next interval
                 log.info("watching %s: %s", row.request_id, exc.message)
                 finished = False
+            except Exception as exc:  # anything else is this job's alone: the other jobs are still watched
+                log.warning("watching %s failed (%s); it is tried again later", row.request_id, type(exc).__name__)
+                finished = False
             if not finished:
                 interval = self._interval.get(row.request_id, settings.watch_first_interval)
                 self._interval[row.request_id] = min(settings.watch_max_interval, interval * BACKOFF_FACTOR)
