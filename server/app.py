@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from server.fal.client import FalQueueClient
     from server.fal.storage import FalStorageClient
     from server.files.downloads import DownloadLimits
+    from server.files.url_safety import Resolver
     from server.jobs.ledger import JobLedger
     from server.jobs.waiting import Waiter
 
@@ -44,8 +45,10 @@ INSTRUCTIONS = (
 class Runtime:
     """The services one running server shares, wired from its settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, resolve: Resolver | None = None) -> None:
         self.settings = settings
+        # How media hosts' names become addresses: None for the system resolver; a test may map names itself.
+        self.resolve = resolve
         # This process's name among the instances sharing a ledger: its leases' owner, and sent upstream in the
         # User-Agent so a shared upstream (the sandbox) can tell instances apart. Random, so it reveals nothing.
         self.instance_id = secrets.token_hex(4)
@@ -94,11 +97,13 @@ class Runtime:
     @property
     def media_http(self) -> httpx.AsyncClient:
         """Media downloads get a client of their own: no auth headers or cookies shared with the upstream's,
-        and a long download never holds one of the upstream pool's connections."""
+        and a long download never holds one of the upstream pool's connections. No connection is kept alive:
+        each download connects to the address it has just checked (the pool would key it by address alone,
+        whatever the TLS name)."""
         if self._media_http is None:
             import httpx
 
-            limits = httpx.Limits(max_connections=MEDIA_MAX_CONNECTIONS, max_keepalive_connections=2)
+            limits = httpx.Limits(max_connections=MEDIA_MAX_CONNECTIONS, max_keepalive_connections=0)
             self._media_http = httpx.AsyncClient(trust_env=False, follow_redirects=False, limits=limits)
         return self._media_http
 
@@ -124,8 +129,9 @@ def open_ledger(settings: Settings, *, instance: str | None = None) -> JobLedger
     """The PostgreSQL ledger when FAL_MCP_DATABASE_URL is set (psycopg is imported only then), else SQLite."""
     from server.jobs.ledger import LedgerError, SqliteLedger
 
+    secrets = settings.secrets()  # cut out of every text a ledger stores (an upstream may echo the key back)
     if settings.database_url is None:
-        return SqliteLedger(SqliteLedger.default_path(settings.state_dir), instance=instance)
+        return SqliteLedger(SqliteLedger.default_path(settings.state_dir), instance=instance, secrets=secrets)
     try:
         from server.jobs.ledger.postgres import PostgresLedger
     except ImportError as exc:
@@ -136,14 +142,15 @@ def open_ledger(settings: Settings, *, instance: str | None = None) -> JobLedger
     return PostgresLedger(
         settings.database_url.get_secret_value(),
         instance=instance,
+        secrets=secrets,
         pool_size=settings.database_pool_size,
         connect_timeout=settings.connect_timeout,
     )
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = Runtime(settings)
+async def open_runtime(settings: Settings, *, resolve: Resolver | None = None) -> AsyncIterator[Runtime]:
+    runtime = Runtime(settings, resolve=resolve)
     try:
         yield runtime
     finally:
@@ -151,14 +158,15 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             await runtime.aclose()
 
 
-def create_server(settings: Settings) -> MCPServer[Runtime]:
-    from tools import mcp_prompts, mcp_resources, mcp_tools
+def create_server(settings: Settings, *, resolve: Resolver | None = None) -> MCPServer[Runtime]:
+    """`resolve` replaces the system resolver for media downloads (tests map a name to 127.0.0.1 with it)."""
+    from tools import mcp_apps, mcp_prompts, mcp_resources, mcp_tools
 
     running: list[Runtime] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
-        async with open_runtime(settings) as runtime, anyio.create_task_group() as background:
+        async with open_runtime(settings, resolve=resolve) as runtime, anyio.create_task_group() as background:
             if settings.database_url is not None:
                 # A shared database is opened before serving (an HTTP instance has no cold start to protect),
                 # in a worker thread: connecting must not hold up the event loop.
@@ -186,6 +194,7 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
+        extensions=[mcp_apps.build_apps(settings)],
     )
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)

@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sandbox.stop()
         return 2
     logging.getLogger().setLevel(settings.log_level)
+    from server import logs
+
+    logs.install(settings.secrets(), settings.log_level)
     try:
         _serve(args, settings)
     except KeyboardInterrupt:
@@ -132,9 +135,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         return
     import anyio
 
+    from server.app import MEDIA_MAX_CONNECTIONS
+    from server.http_guard import ConnectionLimits
     from server.http_transport import serve_http
 
     token = settings.http_token.get_secret_value() if settings.http_token else None
+    limits = ConnectionLimits(
+        max_connections=settings.http_max_connections,
+        max_pending=settings.http_max_pending,
+        request_timeout=settings.http_request_timeout,
+        max_request_bytes=settings.http_max_request_bytes,
+    )
     anyio.run(
         lambda: serve_http(
             server,
@@ -142,6 +153,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             port=args.port,
             token=token,
             allowed_hosts=settings.http_allowed_hosts,
+            limits=limits,
+            # the upstream pool and the media downloads hold descriptors of their own
+            reserved_descriptors=settings.max_connections + MEDIA_MAX_CONNECTIONS,
             stateless=settings.http_stateless,
         )
     )

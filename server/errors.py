@@ -7,6 +7,7 @@ and `redact` is applied to every upstream text before it is quoted.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -91,6 +92,19 @@ def redact(text: str, secret: str | None) -> str:
         if len(part) >= 4:
             text = text.replace(part, "[redacted]")
     return text
+
+
+def scrub_secrets(value: Any, secrets: Sequence[str]) -> Any:
+    """`value` (JSON-like) with every secret cut out of its texts, keys of objects included."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = redact(value, secret)
+        return value
+    if isinstance(value, list):
+        return [scrub_secrets(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {scrub_secrets(key, secrets): scrub_secrets(item, secrets) for key, item in value.items()}
+    return value
 
 
 def describe_detail(detail: Any, limit: int = 600) -> str:

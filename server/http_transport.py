@@ -12,8 +12,10 @@ stops when its client goes away.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -21,6 +23,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.settings import is_loopback_host
 
+if TYPE_CHECKING:
+    from server.http_guard import ConnectionLimits
+
+log = logging.getLogger(__name__)
 TOKEN_VARIABLE = "FAL_MCP_HTTP_TOKEN"  # noqa: S105 - the variable's name, not a secret
 
 
@@ -55,7 +61,28 @@ def http_app(
         allowed_origins=[origin for name in names for origin in (f"http://{name}:*", f"https://{name}:*")],
     )
     app: ASGIApp = server.streamable_http_app(transport_security=security, host=host, stateless_http=stateless)
+    if stateless:
+        app = NoStandaloneStream(app)
     return BearerToken(app, token) if token else app
+
+
+class NoStandaloneStream:
+    """Stateless, there is no session for server-initiated messages to reach, so a GET's stream would stay silent
+    and hold its connection until the client gives up: answer 405, as the protocol allows, and clients carry on
+    with POST alone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "GET":
+            headers = [(b"content-type", b"application/json"), (b"allow", b"POST, DELETE")]
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send(
+                {"type": "http.response.body", "body": b'{"error": "no stream to GET: this server is stateless"}'}
+            )
+            return
+        await self._app(scope, receive, send)
 
 
 def _host_names(host: str, allowed_hosts: Sequence[str]) -> set[str]:
@@ -95,9 +122,29 @@ async def serve_http(
     port: int,
     token: str | None,
     allowed_hosts: Sequence[str] = (),
+    limits: ConnectionLimits,
+    reserved_descriptors: int = 0,
     stateless: bool = True,
 ) -> None:
+    """Serve until stopped. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
+    limit is raised first, and the connection cap kept below what it leaves after `reserved_descriptors` (the
+    server's own outgoing connections)."""
     import uvicorn
 
+    from server.http_guard import connection_budget, guarded_protocol, raise_fd_limit
+
+    raise_fd_limit()
+    budget = connection_budget(limits.max_connections, reserved=reserved_descriptors)
+    if budget < limits.max_connections:
+        log.warning(
+            "serving at most %d HTTP connections at once (not %d): the open-files limit leaves no more",
+            budget,
+            limits.max_connections,
+        )
+    protocol, _ = guarded_protocol(replace(limits, max_connections=budget))
     app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts, stateless=stateless)
-    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+    # asyncio accepts up to `backlog` connections at a time before any of them is admitted: a quarter of the
+    # budget keeps a flood of connections below the descriptor limit (no EMFILE, no one-second accept pause).
+    backlog = max(8, budget // 4)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol, backlog=backlog)
+    await uvicorn.Server(config).serve()

@@ -58,10 +58,15 @@ ENV_NAMES: dict[str, str] = {
     "download_dir": "FAL_MCP_DOWNLOAD_DIR",
     "max_download_bytes": "FAL_MCP_MAX_DOWNLOAD_BYTES",
     "download_timeout": "FAL_MCP_DOWNLOAD_TIMEOUT",
+    "max_download_files": "FAL_MCP_MAX_DOWNLOAD_FILES",
     "max_input_bytes": "FAL_MCP_MAX_INPUT_BYTES",
     "max_prompt_chars": "FAL_MCP_MAX_PROMPT_CHARS",
     "http_token": "FAL_MCP_HTTP_TOKEN",
     "http_allowed_hosts": "FAL_MCP_HTTP_ALLOWED_HOSTS",
+    "http_max_connections": "FAL_MCP_HTTP_MAX_CONNECTIONS",
+    "http_max_pending": "FAL_MCP_HTTP_MAX_PENDING",
+    "http_request_timeout": "FAL_MCP_HTTP_REQUEST_TIMEOUT",
+    "http_max_request_bytes": "FAL_MCP_HTTP_MAX_REQUEST_BYTES",
     "http_stateless": "FAL_MCP_HTTP_STATELESS",
     "database_url": "FAL_MCP_DATABASE_URL",
     "database_pool_size": "FAL_MCP_DATABASE_POOL_SIZE",
@@ -122,10 +127,17 @@ class Settings(BaseModel):
     download_dir: Path | None = Field(None, description="where downloads go; default: Downloads/fal-queue-mcp")
     max_download_bytes: int = Field(500 * 1024 * 1024, ge=1, description="largest media file downloaded")
     download_timeout: float = Field(300.0, gt=0, le=3600, description="seconds one media download may take")
+    max_download_files: int = Field(20, ge=1, le=1000, description="most media files one result may download")
     max_input_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest submit input, as JSON")
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted for any model")
     http_token: SecretStr | None = Field(None, description="bearer token HTTP clients must send")
     http_allowed_hosts: tuple[str, ...] = Field((), description="extra Host names HTTP clients may use")
+    http_max_connections: int = Field(200, ge=1, le=100_000, description="HTTP client connections open at once")
+    http_max_pending: int = Field(32, ge=1, le=10_000, description="HTTP connections still sending their request")
+    http_request_timeout: float = Field(10.0, gt=0, le=600, description="seconds an HTTP request may take to arrive")
+    http_max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=65536, description="largest HTTP request (head and body) accepted"
+    )
     http_stateless: bool = Field(True, description="serve each HTTP request on its own: any instance serves any")
     database_url: SecretStr | None = Field(None, description="PostgreSQL ledger URL (a secret); default: SQLite")
     database_pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections one instance holds")

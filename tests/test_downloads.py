@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gzip
 import hashlib
+import ipaddress
 import os
 import random
 import re
@@ -152,6 +153,18 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+# Host names these tests use, resolved here: the tests never ask a real resolver (no traffic beyond loopback).
+PUBLIC_ADDRESS = "93.184.215.14"
+FAKE_DNS = {"v3.fal.media": [PUBLIC_ADDRESS]}
+
+
+async def fake_resolve(host: str, port: int) -> list[str]:
+    if host in FAKE_DNS:
+        return FAKE_DNS[host]
+    ipaddress.ip_address(host)  # an IP literal resolves to itself; any other name is not known here
+    return [host]
+
+
 async def _download(
     http: httpx.AsyncClient,
     url: str,
@@ -169,6 +182,7 @@ async def _download(
         suggested_name=name,
         content_type=content_type,
         limits=limits,
+        resolve=fake_resolve,
     )
 
 
@@ -359,7 +373,7 @@ async def test_hostile_names_become_a_plain_file_inside_the_folder(
     [
         (REQUEST_ID, "https://v3.fal.media/files/k/output.mp4", None, "video/mp4", "764cabcf-output.mp4"),
         (REQUEST_ID, "https://v3.fal.media/files/k/output.mp4", "../../etc/passwd", None, "764cabcf-passwd.bin"),
-        (REQUEST_ID, "https://x.io/a", "..\\..\\win.ini", None, "764cabcf-win.ini"),
+        (REQUEST_ID, "https://x.io/a", "..\\..\\win.ini", None, "764cabcf-win.bin"),  # not a media extension
         (REQUEST_ID, "https://x.io/a", "CON", "video/mp4", "764cabcf-CON_.mp4"),
         (REQUEST_ID, "https://x.io/a", ".bashrc", None, "764cabcf-bashrc.bin"),
         (REQUEST_ID, "https://x.io/a", "a\x00b.mp4", None, "764cabcf-ab.mp4"),
@@ -468,7 +482,13 @@ async def test_public_host_names_and_allowed_loopback_are_fetched(tmp_path: Path
         )
     assert public.path.read_bytes() == loopback.path.read_bytes() == b"pixels"
     assert public.content_type == "image/png"
-    assert [str(r.url) for r in sent] == ["https://v3.fal.media/files/k/out.png", "http://[::1]:8080/files/k/out.png"]
+    # connected to the address the name resolved to, with the name kept for the Host header and TLS
+    assert [str(r.url) for r in sent] == [
+        f"https://{PUBLIC_ADDRESS}/files/k/out.png",
+        "http://[::1]:8080/files/k/out.png",
+    ]
+    assert sent[0].headers["host"] == "v3.fal.media" and sent[0].extensions["sni_hostname"] == "v3.fal.media"
+    assert sent[1].headers["host"] == "[::1]:8080"
     assert {k.lower() for k in sent[0].headers} == {"host", "accept", "accept-encoding", "user-agent"}
 
 

@@ -82,8 +82,11 @@ def test_foreign_host_header_is_refused(open_url: str) -> None:
     assert answer.status_code == 421
 
 
-def test_non_loopback_bind_without_token_refuses_to_start(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+def test_non_loopback_bind_without_token_refuses_to_start(
+    capsys: pytest.CaptureFixture[str], monkeypatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("FAL_MCP_HTTP_TOKEN", raising=False)
+    monkeypatch.setenv("FAL_MCP_STATE_DIR", str(tmp_path))  # not the user's own ledger, whatever its version
     assert main(["--transport", "http", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "FAL_MCP_HTTP_TOKEN" in capsys.readouterr().err
 
@@ -184,3 +187,9 @@ def test_stateless_by_default_and_why(sandbox: Sandbox, settings: Settings) -> N
             for server in (first, second):
                 next(server, None)
     assert Settings.from_env({}).http_stateless is True
+
+
+def test_stateless_get_is_refused_at_once(open_url: str) -> None:
+    """No session, so no stream for server-initiated messages: a GET gets 405 instead of a silent open stream."""
+    answer = httpx.get(open_url, headers={"Accept": "text/event-stream"}, timeout=10)
+    assert answer.status_code == 405 and "POST" in answer.headers["allow"]

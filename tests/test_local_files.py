@@ -25,6 +25,7 @@ from server.files import local as local_files
 from server.files.local import FileRefusedError, LocalMedia, is_local_reference, read_media, sniff_mime, to_data_uri
 from server.sandbox.media import tiny_mp4, tiny_png
 from server.sandbox.storage import storage_routes
+from tests.media_samples import adts_frames, mp3_frames, ogg_page
 
 KEY = "fal-test-key-1234:secret-5678"
 PNG = tiny_png()
@@ -62,11 +63,13 @@ SAMPLES = [
     ("video/webm", b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm\x42\x87\x81\x04"),
     ("video/x-matroska", b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\x82\x88matroska\x42\x87\x81\x04"),
     ("audio/mpeg", b"ID3\x04\x00\x00\x00\x00\x00\x00"),
-    ("audio/mpeg", b"\xff\xfb\x90\x64\x00\x00"),  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz
-    ("audio/aac", b"\xff\xf1\x50\x80\x02\x1f\xfc"),  # ADTS, 44.1 kHz
+    ("audio/mpeg", b"ID3\x03\x00\x00\x00\x00\x01\x00TIT2\x00\x00\x00\x05"),
+    ("audio/mpeg", mp3_frames()),  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz
+    ("audio/aac", adts_frames()),  # ADTS, 44.1 kHz
     ("audio/wav", _riff(b"WAVEfmt ")),
-    ("audio/ogg", b"OggS\x00\x02" + b"\0" * 22 + b"\x01\x1eOpusHead"),
-    ("video/ogg", b"OggS\x00\x02" + b"\0" * 22 + b"\x01\x2a\x80theora"),
+    ("audio/ogg", ogg_page(b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00")),
+    ("audio/ogg", ogg_page(b"\x01vorbis" + b"\0" * 22)),
+    ("video/ogg", ogg_page(b"\x80theora" + b"\0" * 34)),
     ("audio/flac", b"fLaC\x00\x00\x00\x22"),
 ]
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 
 async def list_jobs(rt: Runtime, status: str | None, model: str | None, since: str | None, limit: int) -> JobList:
+    # "" means absent, as for the other filters: strict-mode clients must send every field, so they send "".
+    status = status or None
     if status is not None and status not in STATES:
         raise InvalidRequestError(f"status must be one of {', '.join(sorted(STATES))}; you sent {status!r}")
     if not 1 <= limit <= MAX_LIST_LIMIT:

@@ -1,4 +1,7 @@
-"""MCP resources: the catalog (and, with the ledger, the jobs) as readable JSON documents."""
+"""MCP resources: the catalog (and, with the ledger, the jobs) as readable JSON documents.
+
+An unknown (or malformed) model or job is "not found" (-32602), not an internal error (-32603).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import json
 from collections.abc import Callable
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 
 from server.app import Runtime
 from server.errors import FalError
@@ -43,8 +46,8 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
 
         try:
             return views.describe_model(endpoint_id).model_dump_json()
-        except (FalError, InvalidIdError) as exc:
-            raise ResourceError(str(exc)) from None
+        except (FalError, InvalidIdError) as exc:  # not catalogued, or not an endpoint id at all
+            raise ResourceNotFoundError(str(exc)) from None
 
     @server.resource(
         "fal://jobs",
@@ -73,7 +76,7 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         try:
             row = await rt.jobs.get(validate_request_id(request_id))
         except InvalidIdError as exc:
-            raise ResourceError(str(exc)) from None
+            raise ResourceNotFoundError(str(exc)) from None
         if row is None:
-            raise ResourceError(f"No job with request id {request_id} is recorded here (see fal://jobs).")
+            raise ResourceNotFoundError(f"No job with request id {request_id} is recorded here (see fal://jobs).")
         return json.dumps(history.job_document(row), ensure_ascii=False)

@@ -30,12 +30,20 @@ def download_dir(rt: Runtime) -> Path:
 async def save_media(
     rt: Runtime, request_id: str, media: list[MediaFile]
 ) -> tuple[list[SavedDownload], list[str], Path]:
-    """Download every media file; returns what was saved, why each failed file failed, and the folder."""
+    """Download the media files (at most FAL_MCP_MAX_DOWNLOAD_FILES of them); returns what was saved, why each
+    file not saved was not, and the folder."""
     directory = download_dir(rt)
     limits = rt.download_limits()
     saved: list[SavedDownload] = []
     problems: list[str] = []
-    for item in media:
+    most = rt.settings.max_download_files
+    if len(media) > most:
+        # A result is steerable: thousands of URLs must not become thousands of downloads.
+        problems.append(
+            f"{len(media) - most} more media file(s) not downloaded: at most {most} are saved per result "
+            "(FAL_MCP_MAX_DOWNLOAD_FILES); their URLs are in the output."
+        )
+    for item in media[:most]:
         try:
             file = await download_media(
                 rt.media_http,
@@ -45,6 +53,7 @@ async def save_media(
                 suggested_name=None,
                 content_type=item.content_type,
                 limits=limits,
+                resolve=rt.resolve,
             )
         except FalError as exc:
             problems.append(f"{item.field}: {exc.message}")

@@ -58,6 +58,35 @@ def without_descriptions(schema: Any, names: frozenset[str] | None = None) -> An
     return out
 
 
+def numeric_enums_as_ranges(schema: Any) -> Any:
+    """Replace every enum of numbers with minimum/maximum and the choices in words, recursively.
+
+    Some clients refuse a schema with a non-string enum outright (Gemini: "enum" takes strings only), so a
+    published schema says "an integer from 4 to 20, one of 4, 8, 12, 16, 20"; local validation keeps checking
+    the exact choices.
+    """
+    if isinstance(schema, list):
+        return [numeric_enums_as_ranges(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: numeric_enums_as_ranges(value) for key, value in schema.items()}
+    choices = schema.get("enum")
+    if isinstance(choices, list) and choices and all(_is_number(value) for value in choices):
+        del out["enum"]
+        words = ", ".join(str(value) for value in choices)
+        said = schema.get("description")
+        out.update(
+            minimum=min(choices),
+            maximum=max(choices),
+            description=f"{said} One of {words}." if said else f"One of {words}.",
+        )
+    return out
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _drop_null_arm(schema: dict[str, Any]) -> dict[str, Any]:
     options = schema.get("anyOf")
     if not isinstance(options, list):

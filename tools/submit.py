@@ -7,6 +7,7 @@ before the request goes out and settled whatever happens (see `server.jobs.keepi
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
 
 def _check_limits(rt: Runtime, params: dict[str, Any]) -> None:
     """Limits for every model, catalogued or not: what no real request needs is refused before any work."""
+    _check_finite(params)
     size = len(json.dumps(params, ensure_ascii=False, default=str).encode())
     if size > rt.settings.max_input_bytes:
         raise InvalidRequestError(
@@ -61,3 +63,19 @@ def _check_limits(rt: Runtime, params: dict[str, Any]) -> None:
                 f"{name} is {len(value)} characters, over the {rt.settings.max_prompt_chars} allowed "
                 "(FAL_MCP_MAX_PROMPT_CHARS); shorten it."
             )
+
+
+def _check_finite(params: dict[str, Any]) -> None:
+    """NaN and Infinity have no JSON spelling: sent on, they would make the body invalid JSON (or a model's
+    garbage), so they are refused here, the field named. Iterative: an input may nest deep."""
+    pending: list[tuple[str, Any]] = [("input", params)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequestError(
+                f"{where} is {value!r}, which is not a JSON number; send a finite number. Nothing was submitted."
+            )
+        if isinstance(value, dict):
+            pending.extend((f"{where}.{key}", item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{index}]", item) for index, item in enumerate(value))

@@ -47,6 +47,7 @@ from server.fal.responses import (
     describe_body,
     error_text,
     is_in_progress,
+    plain_error_type,
     rate_limit_text,
     retry_after_seconds,
     safe_json,
@@ -151,10 +152,12 @@ class FalQueueClient:
                 "Fix those fields and submit a new job.",
                 status_code=422,
             )
-        error_type = self.scrub(response.headers.get("x-fal-error-type") or body_error_type(response))
-        if response.status_code >= 400 and error_type:
+        said = response.headers.get("x-fal-error-type") or body_error_type(response)
+        if response.status_code >= 400 and said:
+            # Quoted only as a plain word (scrubbed first: an echoed key becomes "[redacted]", no plain word).
+            error_type = plain_error_type(self.scrub(said))
             raise JobFailedError(
-                f"The job failed ({error_type}): {self._answers.detail(response)}",
+                f"The job failed ({error_type or 'unnamed error'}): {self._answers.detail(response)}",
                 status_code=response.status_code,
                 error_type=error_type,
             )

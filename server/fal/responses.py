@@ -7,6 +7,7 @@ Protocol-free and HTTP-client-free apart from reading `httpx.Response` objects.
 from __future__ import annotations
 
 import json
+import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,7 +23,7 @@ from server.errors import (
     UpstreamUnavailableError,
     UpstreamValidationError,
     describe_detail,
-    redact,
+    scrub_secrets,
 )
 from server.settings import Settings
 
@@ -128,30 +129,54 @@ STATUS_KEYS = frozenset(
 )
 
 
-def scrub_secrets(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = redact(value, secret)
-        return value
-    if isinstance(value, list):
-        return [scrub_secrets(item, secrets) for item in value]
-    if isinstance(value, dict):
-        return {scrub_secrets(key, secrets): scrub_secrets(item, secrets) for key, item in value.items()}
-    return value
+# fal's answers nest a handful of levels. One nested thousands deep is an attack on the recursion limit: every
+# later step (scrubbing keys, finding media, storing, answering) walks the value recursively.
+MAX_ANSWER_DEPTH = 64
+
+
+def parse_json(data: bytes | str) -> Any:
+    """The JSON value, or None when `data` is not JSON or nests deeper than MAX_ANSWER_DEPTH (an unreadable
+    answer, like an HTML page)."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # the decoder recurses once per nesting level
+        return None
+    return value if _nests_within(value, MAX_ANSWER_DEPTH) else None
+
+
+def _nests_within(value: Any, limit: int) -> bool:
+    """Whether `value` nests arrays and objects at most `limit` deep; iterative, so it cannot recurse itself."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth >= limit:
+            return False
+        pending.extend((child, depth + 1) for child in children)
+    return True
 
 
 def safe_json(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    return parse_json(response.content)
+
+
+# Only the bare media type of a Content-Type is ever quoted, and only one of a registered top-level type: the
+# header is the upstream's to fill, and a key echoed into it must not travel on into messages and the ledger.
+_MEDIA_TYPE = re.compile(r"(?:application|audio|font|image|model|multipart|text|video)/[a-z0-9][a-z0-9.+-]{0,60}")
+
+
+def media_type_of(response: httpx.Response) -> str | None:
+    bare = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return bare if _MEDIA_TYPE.fullmatch(bare) else None
 
 
 def describe_body(response: httpx.Response) -> str:
-    content_type = response.headers.get("content-type", "unknown type")
-    if "html" in content_type or response.content.lstrip()[:1] == b"<":
+    kind = media_type_of(response)
+    if (kind and "html" in kind) or response.content.lstrip()[:1] == b"<":
         return f"an HTML page, HTTP {response.status_code}"
-    return f"{content_type}, HTTP {response.status_code}, {len(response.content)} bytes"
+    return f"{kind or 'an unreadable type'}, HTTP {response.status_code}, {len(response.content)} bytes"
 
 
 def is_in_progress(response: httpx.Response) -> bool:
@@ -164,6 +189,15 @@ def body_error_type(response: httpx.Response) -> str | None:
     body = safe_json(response)
     value = body.get("error_type") if isinstance(body, dict) else None
     return str(value) if value else None
+
+
+_ERROR_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def plain_error_type(value: str | None) -> str | None:
+    """An error type (fal's are words like `downstream_service_error`) as quotable, or None when it is not one:
+    it comes from a header or body the upstream fills, and is shown to the assistant and kept in the ledger."""
+    return value if value and _ERROR_TYPE.fullmatch(value) else None
 
 
 def error_text(data: dict[str, Any]) -> str:

@@ -8,7 +8,6 @@ followed, answers are read up to a small cap, and no message quotes the key or t
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,9 @@ from server.errors import (
     describe_detail,
     redact,
 )
-from server.files.local import EXTENSIONS, FileRefusedError, LocalMedia
+from server.fal.responses import parse_json
+from server.files.local import FileRefusedError, LocalMedia
+from server.files.sniff import EXTENSIONS
 from server.settings import is_loopback_host
 
 STORAGE_TYPE = "fal-cdn-v3"
@@ -208,8 +209,5 @@ def safe_file_name(media: LocalMedia) -> str:
 
 
 def _json_object(content: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    value = parse_json(content)
     return value if isinstance(value, dict) else None

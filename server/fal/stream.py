@@ -7,7 +7,6 @@ back to polling.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 
@@ -17,6 +16,7 @@ from httpx_sse import SSEError, aconnect_sse
 
 from server.fal.client import FalQueueClient
 from server.fal.reports import StatusReport, parse_status
+from server.fal.responses import parse_json
 
 # fal pings about every 15 s; a silence much longer than that is a dead stream.
 STREAM_READ_TIMEOUT_SECONDS = 40.0
@@ -51,12 +51,9 @@ async def stream_status(
             if source.response.status_code != 200:
                 raise StreamRefused(permanent=source.response.status_code in NO_STREAM_STATUS)
             async for event in source.aiter_sse():
-                try:
-                    data = json.loads(event.data)
-                except ValueError:
-                    continue
+                data = parse_json(event.data)
                 if not isinstance(data, dict):
-                    continue
+                    continue  # not JSON, or unreadably deep: the next event, or a poll, will tell
                 report = parse_status(upstream.scrub(data))
                 yield report
                 if report.state == "COMPLETED":

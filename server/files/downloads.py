@@ -1,12 +1,15 @@
 """Saving a finished job's output media files to disk, safely.
 
 Protocol-free (no MCP here). A media URL comes out of a job's result, which a prompt or an upstream can steer,
-so it is treated as hostile: only http(s), never to an IP literal on a private, link-local (cloud metadata),
-multicast, reserved or unspecified address, loopback only when the caller allows it, at most 3 redirects and
-each one re-checked. The request carries only Accept, Accept-Encoding and User-Agent: never the API key or a
-cookie, whatever the shared client's defaults. The body streams to a hidden temporary file in the target folder,
-capped in size and time and hashed on the way, is fsynced, then published under a sanitised name that never
-replaces a different file. A message never quotes a header value and quotes at most a short body excerpt.
+so it is treated as hostile: only http(s); the host name is resolved once and every address it resolves to must
+be public (never private, link-local (cloud metadata), multicast, reserved or unspecified; loopback only when
+the caller allows it); the connection then goes to one of those checked addresses, with the Host header and the
+TLS server name kept, so a second lookup (DNS rebinding) cannot lead elsewhere. At most 3 redirects, each one
+resolved and checked the same way. The request carries only Accept, Accept-Encoding and User-Agent: never the
+API key or a cookie, whatever the shared client's defaults. The body streams to a hidden temporary file in the
+target folder, capped in size and time and hashed on the way, is fsynced, then published under a sanitised name
+that never replaces a different file. A message never quotes a header value and quotes at most a short body
+excerpt.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import re
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +31,20 @@ import httpx
 
 from server.errors import FalError
 from server.files.names import media_type, numbered, safe_file_name
-from server.files.url_safety import refusal
+from server.files.url_safety import (
+    AddressRefused,
+    IPAddress,
+    Resolver,
+    checked_addresses,
+    refusal,
+    system_resolver,
+)
 
 MAX_REDIRECTS = 3
+# A ".part" file untouched for longer than any download may take (FAL_MCP_DOWNLOAD_TIMEOUT is capped at an hour)
+# is left over from an interrupted one (a killed process): removed when the folder is next used.
+STALE_PART_SECONDS = 2 * 3600.0
+PART_PREFIX, PART_SUFFIX = ".download-", ".part"
 MAX_COPIES = 999  # "name (999).mp4" is the last name tried before giving up
 WRITE_BYTES = 1024 * 1024  # network chunks are gathered up to this before each write (one thread hop per MiB)
 STALL_SECONDS = 30.0  # a connection that stays silent this long fails even when the overall budget remains
@@ -76,18 +91,22 @@ async def download_media(
     suggested_name: str | None,
     content_type: str | None,
     limits: DownloadLimits,
+    resolve: Resolver | None = None,
 ) -> SavedFile:
     """Download `url` into `directory` and return where it was saved, or raise DownloadError.
 
     On any failure or cancellation no file exists under the final name and the temporary file is gone. Once the
     file is published (the last step) the download is complete, even if a cancellation arrives just after.
+    `resolve` turns host names into addresses (default: the system resolver; a test may map a name to
+    127.0.0.1 with it).
     """
     target = _checked_url(url, allow_loopback=limits.allow_loopback)
     where = _host_of(target)
     try:
         with anyio.fail_after(limits.timeout_seconds):
             await anyio.to_thread.run_sync(_ensure_directory, directory)
-            response = await _open(http, target, limits, where)
+            await anyio.to_thread.run_sync(remove_stale_parts, directory, time.time() - STALE_PART_SECONDS)
+            response = await _open(http, target, limits, where, resolve or system_resolver)
             try:
                 return await _save(
                     response,
@@ -124,11 +143,22 @@ def _checked_url(url: str, *, allow_loopback: bool) -> httpx.URL:
         ) from None
     reason = refusal(parsed, allow_loopback=allow_loopback)
     if reason is not None:
-        raise DownloadError(
-            f"The media URL was not downloaded: {reason}. Only http(s) links to public hosts are fetched; nothing "
-            "was sent."
-        )
+        raise _refused(reason)
     return parsed
+
+
+def _refused(reason: str) -> DownloadError:
+    return DownloadError(
+        f"The media URL was not downloaded: {reason}. Only http(s) links to public hosts are fetched; nothing was sent."
+    )
+
+
+def _redirect_refused(where: str, reason: str) -> DownloadError:
+    # The target is not quoted: it is a header value chosen by the media host.
+    return DownloadError(
+        f"{where} redirected the download to a refused location ({reason}), so it was not followed and nothing "
+        "was saved."
+    )
 
 
 def _host_of(url: httpx.URL) -> str:
@@ -141,22 +171,17 @@ def _host_of(url: httpx.URL) -> str:
 # ---- HTTP -----------------------------------------------------------------------------------------------------
 
 
-async def _open(http: httpx.AsyncClient, url: httpx.URL, limits: DownloadLimits, where: str) -> httpx.Response:
+async def _open(
+    http: httpx.AsyncClient, url: httpx.URL, limits: DownloadLimits, where: str, resolve: Resolver
+) -> httpx.Response:
     """Send the GET, following at most MAX_REDIRECTS redirects by hand, each target checked like the first URL."""
     timeout = httpx.Timeout(min(limits.timeout_seconds, STALL_SECONDS))
     for hop in range(MAX_REDIRECTS + 1):
-        # Built directly, not with http.build_request: that would merge the client's default headers and cookies.
-        request = httpx.Request("GET", url, headers=REQUEST_HEADERS, extensions={"timeout": timeout.as_dict()})
         try:
-            # auth=None: a client-level auth must not apply to a media host either.
-            response = await http.send(request, stream=True, follow_redirects=False, auth=None)
-        except httpx.TimeoutException:
-            raise DownloadError(f"{where} did not answer in time, so nothing was saved; try again.") from None
-        except httpx.HTTPError as exc:
-            raise DownloadError(
-                f"Could not reach {where} ({type(exc).__name__}), so nothing was saved; check the network and "
-                "try again."
-            ) from None
+            addresses = await checked_addresses(url, allow_loopback=limits.allow_loopback, resolve=resolve)
+        except AddressRefused as exc:
+            raise (_refused(str(exc)) if hop == 0 else _redirect_refused(where, str(exc))) from None
+        response = await _send_pinned(http, url, addresses, timeout, where)
         if response.status_code not in _REDIRECTS:
             return response
         location = response.headers.get("location")
@@ -175,12 +200,46 @@ async def _open(http: httpx.AsyncClient, url: httpx.URL, limits: DownloadLimits,
             raise DownloadError(f"{where} answered with a redirect that has no usable target; nothing was saved.")
         reason = refusal(url, allow_loopback=limits.allow_loopback)
         if reason is not None:
-            # The target is not quoted: it is a header value chosen by the media host.
-            raise DownloadError(
-                f"{where} redirected the download to a refused location ({reason}), so it was not followed and "
-                "nothing was saved."
-            )
+            raise _redirect_refused(where, reason)
     raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def _send_pinned(
+    http: httpx.AsyncClient, url: httpx.URL, addresses: list[IPAddress], stall: httpx.Timeout, where: str
+) -> httpx.Response:
+    """GET `url` from the first checked address that takes the connection (the next one only when connecting
+    failed, e.g. IPv6 on a machine without an IPv6 route). The connection goes to that very address, never to a
+    fresh lookup; the Host header and the TLS server name (checked against the certificate) stay the URL's."""
+    headers = {**REQUEST_HEADERS, "Host": url.netloc.decode("ascii")}
+    server_name = url.raw_host.decode("ascii")
+    for index, address in enumerate(addresses):
+        # Built directly, not with http.build_request: that would merge the client's default headers and cookies.
+        request = httpx.Request(
+            "GET",
+            url.copy_with(host=str(address)),
+            headers=headers,
+            extensions={"timeout": stall.as_dict(), "sni_hostname": server_name},
+        )
+        try:
+            # auth=None: a client-level auth must not apply to a media host either.
+            return await http.send(request, stream=True, follow_redirects=False, auth=None)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if index + 1 < len(addresses):
+                continue  # nothing was sent: the next checked address may answer
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise DownloadError(f"{where} did not answer in time, so nothing was saved; try again.") from None
+            raise DownloadError(
+                f"Could not reach {where} ({type(exc).__name__}), so nothing was saved; check the network and "
+                "try again."
+            ) from None
+        except httpx.TimeoutException:
+            raise DownloadError(f"{where} did not answer in time, so nothing was saved; try again.") from None
+        except httpx.HTTPError as exc:
+            raise DownloadError(
+                f"Could not reach {where} ({type(exc).__name__}), so nothing was saved; check the network and "
+                "try again."
+            ) from None
+    raise AssertionError("unreachable")  # checked_addresses never returns an empty list
 
 
 async def _save(
@@ -321,9 +380,25 @@ def _ensure_directory(directory: Path) -> None:
         ) from None
 
 
+def remove_stale_parts(directory: Path, older_than: float) -> int:
+    """Remove the temporary files of interrupted downloads last written before `older_than` (epoch seconds);
+    returns how many. Only regular files named like this module's own temporary files are touched."""
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(PART_PREFIX) and entry.name.endswith(PART_SUFFIX)):
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and info.st_mtime < older_than:
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
 def _create_temporary(directory: Path) -> tuple[io.BufferedWriter, Path]:
     # In the target folder, so the final rename never crosses file systems; hidden, and created 0o600.
-    fd, name = tempfile.mkstemp(prefix=".download-", suffix=".part", dir=directory)
+    fd, name = tempfile.mkstemp(prefix=PART_PREFIX, suffix=PART_SUFFIX, dir=directory)
     try:
         return os.fdopen(fd, "wb"), Path(name)
     except BaseException:

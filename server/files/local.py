@@ -9,6 +9,7 @@ file's bytes, reads at most the first few KB (to sniff), and sends nothing anywh
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -18,33 +19,10 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from server.errors import FalError
+from server.files.sniff import SNIFF_BYTES, sniff_mime
 
-SNIFF_BYTES = 4096
 ROOTS_SETTING = "FAL_MCP_FILE_ROOTS"
 MAX_BYTES_SETTING = "FAL_MCP_MAX_UPLOAD_BYTES"
-
-# The file extension for each MIME type sniff_mime can answer (used to name uploads).
-EXTENSIONS: dict[str, str] = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/gif": ".gif",
-    "image/webp": ".webp",
-    "image/bmp": ".bmp",
-    "image/tiff": ".tiff",
-    "image/heic": ".heic",
-    "image/avif": ".avif",
-    "video/mp4": ".mp4",
-    "video/quicktime": ".mov",
-    "video/webm": ".webm",
-    "video/x-matroska": ".mkv",
-    "video/ogg": ".ogv",
-    "audio/mpeg": ".mp3",
-    "audio/aac": ".aac",
-    "audio/wav": ".wav",
-    "audio/ogg": ".ogg",
-    "audio/flac": ".flac",
-    "audio/mp4": ".m4a",
-}
 
 
 class FileRefusedError(FalError):
@@ -106,12 +84,7 @@ def read_media(reference: str, *, roots: Sequence[Path], max_bytes: int) -> Loca
     if info.st_size > max_bytes:
         raise _too_large(reference, info.st_size, max_bytes)
 
-    # O_NONBLOCK: if the file is swapped for a FIFO after the stat, opening it must not hang.
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise FileRefusedError(f"Cannot open {reference}: {exc.strerror or type(exc).__name__}.") from None
+    fd = _open_beneath(reference, path, resolved_roots)
     try:
         # Re-check on the open descriptor: the path may have been replaced since the stat above.
         opened = os.fstat(fd)
@@ -131,80 +104,6 @@ def read_media(reference: str, *, roots: Sequence[Path], max_bytes: int) -> Loca
     if len(data) > max_bytes:  # the file grew after the stat
         raise _too_large(reference, len(data), max_bytes)
     return LocalMedia(path=path, mime=mime, size=len(data), data=data)
-
-
-def sniff_mime(head: bytes) -> str | None:
-    """The MIME type of an image, video or audio file from its first bytes, or None for anything else."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
-        return "audio/wav"
-    if head.startswith(b"BM") and head[6:10] == b"\0\0\0\0" and head[14:18] in _BMP_DIB_SIZES:
-        return "image/bmp"
-    if head[:4] in (b"II*\0", b"MM\0*"):
-        return "image/tiff"
-    if head[4:8] == b"ftyp":
-        return _sniff_ftyp(head)
-    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: the DocType says which
-        if b"webm" in head[:64]:
-            return "video/webm"
-        if b"matroska" in head[:64]:
-            return "video/x-matroska"
-        return None
-    if head.startswith(b"OggS"):
-        return "video/ogg" if b"\x80theora" in head[:128] else "audio/ogg"
-    if head.startswith(b"fLaC"):
-        return "audio/flac"
-    if head.startswith(b"ID3"):
-        return "audio/mpeg"
-    return _sniff_mpeg_frame(head)
-
-
-# "BM" alone is too weak (text can start so): also require zero reserved bytes and a known DIB header size.
-_BMP_DIB_SIZES = frozenset(n.to_bytes(4, "little") for n in (12, 16, 40, 52, 56, 64, 108, 124))
-_HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
-_M4A_BRANDS = frozenset({b"M4A ", b"M4B ", b"M4P "})
-_MP4_BRANDS = frozenset(
-    {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"dash", b"M4V ", b"MSNV", b"f4v "}
-)
-
-
-def _sniff_ftyp(head: bytes) -> str | None:
-    """ISO base media (MP4, MOV, M4A, HEIC, AVIF): the major brand, then the compatible brands."""
-    end = min(len(head), max(16, int.from_bytes(head[:4], "big")))
-    brands = [head[8:12]] + [head[i : i + 4] for i in range(16, end - 3, 4)]
-    if brands[0] in _AVIF_BRANDS or (brands[0] in _HEIC_BRANDS and _AVIF_BRANDS.intersection(brands)):
-        return "image/avif"
-    if brands[0] in _HEIC_BRANDS:
-        return "image/heic"
-    if brands[0] in _M4A_BRANDS:
-        return "audio/mp4"
-    if brands[0] == b"qt  ":
-        return "video/quicktime"
-    if _MP4_BRANDS.intersection(brands) or brands[0].startswith(b"3g"):
-        return "video/mp4"
-    return None
-
-
-def _sniff_mpeg_frame(head: bytes) -> str | None:
-    """An MPEG audio frame header (MP3 without ID3 tag) or ADTS (raw AAC): 11 sync bits, then sane fields."""
-    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
-        return None
-    version, layer = (head[1] >> 3) & 0b11, (head[1] >> 1) & 0b11
-    if layer == 0:
-        # ADTS: MPEG-4/2 AAC with layer bits 00; sampling index 13-15 are invalid.
-        return "audio/aac" if head[1] & 0xF6 == 0xF0 and (head[2] >> 2) & 0xF < 13 else None
-    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 0b11
-    if version == 0b01 or bitrate in (0, 0xF) or rate == 0b11:
-        return None
-    return "audio/mpeg"
 
 
 def _path_of(reference: str) -> Path:
@@ -231,6 +130,49 @@ def _path_of(reference: str) -> Path:
             "a path starting with ~/, or a file:// URL."
         )
     return path
+
+
+# O_NONBLOCK: if the file is swapped for a FIFO after the stat, opening it must not hang.
+_FILE_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+# O_PATH where there is one: a folder the user may search but not list can still be walked through.
+_FOLDER_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_WALKS_BENEATH = os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY")
+
+
+def _open_beneath(reference: str, path: Path, roots: Sequence[Path]) -> int:
+    """Open the resolved `path` one component at a time from its root's descriptor, following no symlink.
+
+    O_NOFOLLOW on the whole path guards only its last component: a folder on the way swapped for a symlink
+    after the checks above would lead out of the root. Here every folder is opened with O_NOFOLLOW relative to
+    the one before, so such a swap makes the open fail instead.
+    """
+    root = max((r for r in roots if _inside(path, [r])), key=lambda r: len(r.parts))
+    parts = path.relative_to(root).parts
+    try:
+        if not parts:  # the root is the file itself
+            return os.open(path, _FILE_FLAGS)
+        if not _WALKS_BENEATH:  # no openat (Windows): the fstat identity check in read_media is what remains
+            return os.open(path, _FILE_FLAGS)
+        fd = os.open(root, _FOLDER_FLAGS)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            return os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
+            # A component became a symlink (or vanished) after the path was resolved and checked.
+            raise FileRefusedError(f"{reference} changed while it was being opened; try again.") from None
+        raise FileRefusedError(f"Cannot open {reference}: {exc.strerror or type(exc).__name__}.") from None
 
 
 def _inside(path: Path, roots: Sequence[Path]) -> bool:

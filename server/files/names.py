@@ -1,4 +1,5 @@
-"""Plain, safe file names for downloaded media: no paths, no control characters, no reserved or runnable names."""
+"""Plain, safe file names for downloaded media: no paths, no control characters, no reserved names, and only media
+extensions."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import unicodedata
 from urllib.parse import unquote, urlsplit
 
-from server.files.local import EXTENSIONS
+from server.files.sniff import EXTENSIONS
 
 MAX_NAME_CHARS = 100
 _DROPPED = frozenset({"Cc", "Cf"})  # control and invisible format characters (NUL, bidi overrides) are removed
@@ -17,18 +18,16 @@ _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,60}/[a-z0-9!#$&^_.+-]{1,60}")
 _WINDOWS_RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {f"{port}{n}" for port in ("COM", "LPT") for n in range(10)}
 )
-# Extensions a double click would run: a name from the job result must not turn a download into a program.
-_RUNNABLE = frozenset(
-    {"exe", "com", "bat", "cmd", "scr", "pif", "msi", "dll", "cpl", "ps1", "vbs", "vbe", "js", "jse", "wsf"}
-    | {"wsh", "hta", "lnk", "jar", "app", "sh", "command", "desktop", "reg", "url", "scf", "msc", "appref"}
-)
+# Only media extensions are kept: any other (a program, a script, a web page, a shortcut) becomes ".bin", so a
+# name from a job result or its Content-Type never turns a download into something a double click would run.
+MEDIA_EXTENSIONS = frozenset(ext.lstrip(".") for ext in EXTENSIONS.values()) | {"jpeg", "tif", "m4v", "opus"}
 
 
 def safe_file_name(request_id: str, url: str, suggested_name: str | None, content_type: str | None) -> str:
     """A plain file name "<first 8 of request id>-<base>.<ext>", safe on any file system.
 
     The base comes from `suggested_name`, else the URL path's last segment; the extension from that name when it
-    is short, alphanumeric and not runnable, else from `content_type`, else "bin".
+    is a media extension, else from `content_type` when that is a media type, else "bin".
     """
     prefix = re.sub(r"[^A-Za-z0-9]", "", request_id)[:8] or "job"
     stem, extension = "", ""
@@ -83,7 +82,7 @@ def _split_extension(name: str) -> tuple[str, str]:
     stem, dot, extension = name.rpartition(".")
     if not (dot and stem.strip("._- ") and _EXTENSION.fullmatch(extension)):
         stem, extension = name, ""
-    elif extension.lower() in _RUNNABLE:
+    elif extension.lower() not in MEDIA_EXTENSIONS:
         extension = ""
     return stem.lstrip("._- ").rstrip(" ."), extension.lower()
 
@@ -94,4 +93,4 @@ def _extension_for(content_type: str | None) -> str | None:
         return None
     guessed = EXTENSIONS.get(kind) or mimetypes.guess_extension(kind, strict=False)
     extension = (guessed or "").lstrip(".").lower()
-    return extension if _EXTENSION.fullmatch(extension) and extension not in _RUNNABLE else None
+    return extension if extension in MEDIA_EXTENSIONS else None

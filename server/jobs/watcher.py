@@ -18,7 +18,7 @@ import anyio
 from server.errors import FalError, JobFailedError
 from server.fal.client import FalQueueClient
 from server.jobs.keeping import Jobs
-from server.jobs.ledger import JobRow
+from server.jobs.ledger import JobRow, LedgerError
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,10 @@ class Watcher:
 
     async def run(self) -> None:
         while True:
-            await self.round()
+            try:
+                await self.round()
+            except LedgerError as exc:  # a passing database problem (a shared database restarting): next round
+                log.warning("watching jobs: %s", exc)
             await anyio.sleep(TICK_SECONDS)
 
     async def round(self) -> int:
@@ -74,6 +77,9 @@ class Watcher:
                 finished = await self.check(row)
             except FalError as exc:  # a passing upstream problem: try again on the next interval
                 log.info("watching %s: %s", row.request_id, exc.message)
+                finished = False
+            except Exception as exc:  # anything else is this job's alone: the other jobs are still watched
+                log.warning("watching %s failed (%s); it is tried again later", row.request_id, type(exc).__name__)
                 finished = False
             if not finished:
                 interval = self._interval.get(row.request_id, settings.watch_first_interval)

@@ -12,7 +12,7 @@ from server.fal.ids import normalize_endpoint_id
 from tools.answers import ModelDescription, ModelList, ModelSummary
 from tools.catalog import CATALOG, CatalogEntry
 from tools.catalog.examples import example_input
-from tools.schema import compact, shared_defs_schema, without_descriptions
+from tools.schema import compact, numeric_enums_as_ranges, shared_defs_schema, without_descriptions
 
 MAX_LISTED = 100
 # Fields whose names say it all: their descriptions are left out of the featured schemas (not of describe_fal_model).
@@ -108,5 +108,8 @@ def featured_input_schema() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         name = ref["$ref"].removeprefix("#/$defs/")
         defs[name] = {**defs[name], "description": endpoint_id}
         arms.append(ref)
-    arms.append({"type": "object", "description": "any other model (see describe_fal_model)"})
-    return arms, without_descriptions(compact(defs), SELF_EXPLANATORY)
+    # Open on purpose: without additionalProperties a strict client (pydantic-ai's OpenAI conversion) closes it.
+    arms.append(
+        {"type": "object", "additionalProperties": True, "description": "any other model (see describe_fal_model)"}
+    )
+    return arms, numeric_enums_as_ranges(without_descriptions(compact(defs), SELF_EXPLANATORY))

@@ -2,7 +2,9 @@
 
 Protocol-free (no MCP, no HTTP). A row is written *before* a submit is sent and updated as the job moves on, so
 no request id or result is lost across restarts. Calls are synchronous and thread-safe; async callers run them
-in a worker thread. Callers pass only the model input, never a key, and cap its size.
+in a worker thread. Callers pass only the model input, never a key, and cap sizes; still, every text a writer
+stores (inputs, reasons, results, URLs) has the secrets given at opening cut out first, since much of it comes
+from an upstream that may echo the key back.
 
 Leases make one instance the follower of each unfinished job: the watcher claims the jobs it will check (and
 renews them every round), a `get_fal_result` wait takes its job's lease (from a watcher too), storing an outcome
@@ -15,9 +17,11 @@ from __future__ import annotations
 import json
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from server.errors import redact, scrub_secrets
 
 STATES = frozenset({"submitting", "submitted", "unknown", "rejected", "completed", "failed", "cancelled"})
 # Both backends number their migrations alike: schema 1 is the jobs table, schema 2 adds the lease columns.
@@ -85,6 +89,7 @@ class JobLedger(ABC):
     """
 
     instance: str
+    _secrets: Sequence[str] = ()
 
     @property
     @abstractmethod
@@ -196,6 +201,21 @@ class JobLedger(ABC):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # ---- what writers store: the secrets cut out ---------------------------------------------------------------
+
+    def _text(self, text: str) -> str:
+        for secret in self._secrets:
+            text = redact(text, secret)
+        return text
+
+    def _json(self, value: object) -> str:
+        return dumps(scrub_secrets(value, self._secrets) if self._secrets else value)
+
+    def _download_entries(self, current: str, url: str, path: str, sha256: str, size: int) -> str:
+        """The downloads JSON list with a new entry; an older entry for the same path is replaced."""
+        entry = scrub_secrets({"url": url, "path": path, "sha256": sha256, "size": size}, self._secrets)
+        return dumps([d for d in json.loads(current) if d.get("path") != entry["path"]] + [entry])
+
 
 # ---- shared by the backends -----------------------------------------------------------------------------------
 
@@ -221,9 +241,3 @@ def check_limit(limit: int) -> int:
 def check_state(state: str | None) -> None:
     if state is not None and state not in STATES:
         raise ValueError(f"unknown state {state!r}; one of {', '.join(sorted(STATES))}")
-
-
-def download_entries(current: str, url: str, path: str, sha256: str, size: int) -> str:
-    """The downloads JSON list with a new entry; an older entry for the same path is replaced."""
-    entry = {"url": url, "path": path, "sha256": sha256, "size": size}
-    return dumps([d for d in json.loads(current) if d.get("path") != path] + [entry])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,8 +38,6 @@ from server.jobs.ledger.base import (
     WaitClaim,
     check_limit,
     check_state,
-    download_entries,
-    dumps,
     job_row,
     new_instance_id,
 )
@@ -63,14 +61,16 @@ class PostgresLedger(JobLedger):
         *,
         clock: Callable[[], float] = time.time,
         instance: str | None = None,
+        secrets: Sequence[str] = (),
         pool_size: int = 5,
         connect_timeout: float = 10.0,
     ) -> None:
         self.instance = instance or new_instance_id()
+        self._secrets = [secret for secret in secrets if secret]
         self._url = url
         self._clock = clock
         self._location = safe_location(url)
-        self._secrets = _passwords(url)
+        self._passwords = _passwords(url)
         # libpq counts whole seconds and treats less than 2 as 2
         self._connect_timeout = max(2, round(connect_timeout))
         try:
@@ -103,7 +103,7 @@ class PostgresLedger(JobLedger):
             row = conn.execute(
                 f"INSERT INTO {TABLE} (endpoint_id, state, input, submitted_at, updated_at)"
                 " VALUES (%s, 'submitting', %s, %s, %s) RETURNING id",
-                (endpoint_id, dumps(input), now, now),
+                (endpoint_id, self._json(input), now, now),
             ).fetchone()
         assert row is not None
         return int(row[0])
@@ -119,14 +119,14 @@ class PostgresLedger(JobLedger):
     def mark_unknown(self, row_id: int, reason: str) -> bool:
         return self._change(
             f"UPDATE {TABLE} SET state = 'unknown', error = %s, updated_at = %s WHERE id = %s AND state = 'submitting'",
-            (reason, self._clock(), row_id),
+            (self._text(reason), self._clock(), row_id),
         )
 
     def mark_rejected(self, row_id: int, reason: str) -> bool:
         return self._change(
             f"UPDATE {TABLE} SET state = 'rejected', error = %s, updated_at = %s"
             " WHERE id = %s AND state = 'submitting'",
-            (reason, self._clock(), row_id),
+            (self._text(reason), self._clock(), row_id),
         )
 
     def settle_stale_submits(self, older_than: float) -> int:
@@ -145,7 +145,7 @@ class PostgresLedger(JobLedger):
         return self._change(
             f"UPDATE {TABLE} SET state = 'completed', result = %s, media_urls = %s, result_at = %s, updated_at = %s,"
             f" error = NULL, {END_LEASE} WHERE request_id = %s AND result IS NULL",
-            (dumps(result), dumps(media_urls), now, now, request_id),
+            (self._json(result), self._json(media_urls), now, now, request_id),
             request_id,
         )
 
@@ -153,7 +153,7 @@ class PostgresLedger(JobLedger):
         return self._change(
             f"UPDATE {TABLE} SET state = %s, error = %s, updated_at = %s, {END_LEASE}"
             " WHERE request_id = %s AND result IS NULL",
-            ("cancelled" if cancelled else "failed", error, self._clock(), request_id),
+            ("cancelled" if cancelled else "failed", self._text(error), self._clock(), request_id),
             request_id,
         )
 
@@ -167,7 +167,7 @@ class PostgresLedger(JobLedger):
                 return False
             conn.execute(
                 f"UPDATE {TABLE} SET downloads = %s, updated_at = %s WHERE request_id = %s",
-                (download_entries(row[0], url, path, sha256, size), self._clock(), request_id),
+                (self._download_entries(row[0], url, path, sha256, size), self._clock(), request_id),
             )
             self._notify(conn, request_id)
         return True
@@ -334,9 +334,9 @@ class PostgresLedger(JobLedger):
 
     def _redact(self, exc: BaseException) -> str:
         text = str(exc).strip().replace("\n", " ")
-        for secret in self._secrets:
+        for secret in self._passwords:
             text = text.replace(secret, "[redacted]")
-        return text
+        return self._text(text)
 
 
 def safe_location(url: str) -> str:

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,6 @@ from server.jobs.ledger.base import (
     WaitClaim,
     check_limit,
     check_state,
-    download_entries,
-    dumps,
     job_row,
     new_instance_id,
 )
@@ -56,9 +54,11 @@ class SqliteLedger(JobLedger):
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         instance: str | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.path = Path(path)
         self.instance = instance or new_instance_id()
+        self._secrets = [secret for secret in secrets if secret]
         self._clock = clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = open_file(self.path, busy_timeout)
@@ -80,7 +80,7 @@ class SqliteLedger(JobLedger):
             cursor = conn.execute(
                 "INSERT INTO jobs (endpoint_id, state, input, submitted_at, updated_at)"
                 " VALUES (?, 'submitting', ?, ?, ?)",
-                (endpoint_id, dumps(input), now, now),
+                (endpoint_id, self._json(input), now, now),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -95,13 +95,13 @@ class SqliteLedger(JobLedger):
     def mark_unknown(self, row_id: int, reason: str) -> bool:
         return self._update(
             "UPDATE jobs SET state = 'unknown', error = ?, updated_at = ? WHERE id = ? AND state = 'submitting'",
-            (reason, self._clock(), row_id),
+            (self._text(reason), self._clock(), row_id),
         )
 
     def mark_rejected(self, row_id: int, reason: str) -> bool:
         return self._update(
             "UPDATE jobs SET state = 'rejected', error = ?, updated_at = ? WHERE id = ? AND state = 'submitting'",
-            (reason, self._clock(), row_id),
+            (self._text(reason), self._clock(), row_id),
         )
 
     def settle_stale_submits(self, older_than: float) -> int:
@@ -122,14 +122,14 @@ class SqliteLedger(JobLedger):
             "UPDATE jobs SET state = 'completed', result = ?, media_urls = ?, result_at = ?, updated_at = ?,"
             " error = NULL, watch_owner = NULL, watch_until = NULL, watch_kind = NULL"
             " WHERE request_id = ? AND result IS NULL",
-            (dumps(result), dumps(media_urls), now, now, request_id),
+            (self._json(result), self._json(media_urls), now, now, request_id),
         )
 
     def mark_failed(self, request_id: str, error: str, *, cancelled: bool = False) -> bool:
         return self._update(
             "UPDATE jobs SET state = ?, error = ?, updated_at = ?,"
             " watch_owner = NULL, watch_until = NULL, watch_kind = NULL WHERE request_id = ? AND result IS NULL",
-            ("cancelled" if cancelled else "failed", error, self._clock(), request_id),
+            ("cancelled" if cancelled else "failed", self._text(error), self._clock(), request_id),
         )
 
     def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> bool:
@@ -139,7 +139,7 @@ class SqliteLedger(JobLedger):
                 return False
             conn.execute(
                 "UPDATE jobs SET downloads = ?, updated_at = ? WHERE request_id = ?",
-                (download_entries(row["downloads"], url, path, sha256, size), self._clock(), request_id),
+                (self._download_entries(row["downloads"], url, path, sha256, size), self._clock(), request_id),
             )
         return True
 
