@@ -448,3 +448,19 @@ def test_stale_submitting_rows_are_settled_as_unknown(backend: Backend) -> None:
         assert old_row is not None and old_row.state == "unknown" and "may exist" in (old_row.error or "")
         assert fresh_row is not None and fresh_row.state == "submitting"
         assert ledger.mark_submitted(old, "late-id", None)  # a late answer still lands
+
+
+def test_every_writer_cuts_the_secrets_out(backend: Backend) -> None:
+    key = "sk-echoed-0123456789"
+    with backend.open(secrets=[key]) as ledger:
+        row_id = ledger.begin_submit(MODEL, {"prompt": f"my key {key}", key: "as a field name"})
+        assert ledger.mark_unknown(row_id, f"no answer (key {key})")
+        assert ledger.mark_submitted(row_id, "req-1", None)
+        assert ledger.store_result("req-1", {"video": {"url": f"https://x/{key}.mp4"}}, [f"https://x/{key}.mp4"])
+        assert ledger.record_download("req-1", f"https://x/{key}.mp4", f"/tmp/{key}.mp4", "0" * 64, 1)
+        other = ledger.begin_submit(MODEL, {})
+        ledger.mark_submitted(other, "req-2", None)
+        assert ledger.mark_failed("req-2", f"upstream said {key}")
+        rows = ledger.list_jobs()
+    assert rows and key not in repr(rows)
+    assert "[redacted]" in repr(rows)
