@@ -464,3 +464,10 @@ def test_every_writer_cuts_the_secrets_out(backend: Backend) -> None:
         rows = ledger.list_jobs()
     assert rows and key not in repr(rows)
     assert "[redacted]" in repr(rows)
+
+
+def test_lease_writes_skip_the_fsync_but_every_other_write_keeps_it(sqlite_ledger: Ledger) -> None:
+    sqlite_ledger.mark_submitted(sqlite_ledger.begin_submit(MODEL, {}), "req-1", None)
+    assert sqlite_ledger.claim_wait("req-1", 30) == "taken"
+    connection = sqlite_ledger._connection()
+    assert tuple(connection.execute("PRAGMA synchronous").fetchone()) == (2,)  # FULL again after the lease write

@@ -60,13 +60,15 @@ async def follow(
 ) -> StatusReport | JobRow | None:
     """Wait for the job (inside `following`) for at most `limits.seconds`: the last status seen while leading,
     the job's row once its outcome is kept (by any instance), or None when no status was seen."""
-    started = time.monotonic()
+    started: float | None = None
     with jobs.events.watching(request_id) as watch:
         while True:
+            claim = await jobs.db(jobs.ledger.claim_wait, request_id, lease_seconds)
+            if started is None:  # the wait's own time starts once it knows who follows the job (a durable write)
+                started = time.monotonic()
             left = limits.seconds - (time.monotonic() - started)
             if left <= 0:
                 return None
-            claim = await jobs.db(jobs.ledger.claim_wait, request_id, lease_seconds)
             if claim == "taken":
                 jobs.wait_leases.add(request_id)
             if claim != "busy":  # 'untracked' (not in the ledger): follow it as before, with no lease

@@ -204,7 +204,7 @@ class PostgresLedger(JobLedger):
     # ---- leases ----------------------------------------------------------------------------------------------
 
     def claim_watch(self, lease_seconds: float, *, limit: int, submitted_since: float) -> list[JobRow]:
-        with self._transaction() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        with self._transaction(durable=False) as conn, conn.cursor(row_factory=dict_row) as cursor:
             cursor.execute(
                 f"UPDATE {TABLE} SET watch_owner = %(me)s, watch_kind = 'watch', watch_until = {NOW} + %(lease)s"
                 f" WHERE id IN (SELECT id FROM {TABLE} WHERE {UNFINISHED} AND submitted_at >= %(since)s"
@@ -217,7 +217,7 @@ class PostgresLedger(JobLedger):
         return sorted(rows, key=lambda row: (row.submitted_at, row.id))
 
     def claim_wait(self, request_id: str, lease_seconds: float) -> WaitClaim:
-        with self._transaction() as conn:
+        with self._transaction(durable=False) as conn:
             taken = conn.execute(
                 f"UPDATE {TABLE} SET watch_owner = %(me)s, watch_kind = 'wait', watch_until = {NOW} + %(lease)s"
                 f" WHERE request_id = %(id)s AND {UNFINISHED} AND (watch_until IS NULL OR watch_until < {NOW}"
@@ -234,15 +234,18 @@ class PostgresLedger(JobLedger):
             f"UPDATE {TABLE} SET watch_until = {NOW} + %s WHERE request_id = %s AND {UNFINISHED}"
             " AND watch_owner = %s AND watch_kind = 'wait'",
             (lease_seconds, request_id, self.instance),
+            durable=False,
         )
 
     def release(self, request_id: str) -> bool:
         return self._change(
-            f"UPDATE {TABLE} SET {END_LEASE} WHERE request_id = %s AND watch_owner = %s", (request_id, self.instance)
+            f"UPDATE {TABLE} SET {END_LEASE} WHERE request_id = %s AND watch_owner = %s",
+            (request_id, self.instance),
+            durable=False,
         )
 
     def release_all(self) -> int:
-        with self._transaction() as conn:
+        with self._transaction(durable=False) as conn:
             return conn.execute(f"UPDATE {TABLE} SET {END_LEASE} WHERE watch_owner = %s", (self.instance,)).rowcount
 
     def lease(self, request_id: str) -> Lease | None:
@@ -304,13 +307,17 @@ class PostgresLedger(JobLedger):
     # ---- plumbing --------------------------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        """One transaction on a pooled connection: committed when the block ends, rolled back if it raises."""
+    def _transaction(self, *, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction on a pooled connection: committed when the block ends, rolled back if it raises.
+        `durable=False` (leases: lost in a crash, they only expire sooner) commits without waiting for the WAL
+        flush."""
         pool = self._pool
         if pool is None:
             raise LedgerError(f"the job ledger {self._location} is closed")
         try:
             with pool.connection() as conn:
+                if not durable:
+                    conn.execute("SET LOCAL synchronous_commit = off")
                 yield conn
         except PoolTimeout:
             raise LedgerError(
@@ -320,8 +327,10 @@ class PostgresLedger(JobLedger):
         except psycopg.Error as exc:
             raise LedgerError(f"the job ledger {self._location} failed: {self._redact(exc)}.") from None
 
-    def _change(self, sql: str, params: tuple[Any, ...], request_id: str | None = None) -> bool:
-        with self._transaction() as conn:
+    def _change(
+        self, sql: str, params: tuple[Any, ...], request_id: str | None = None, *, durable: bool = True
+    ) -> bool:
+        with self._transaction(durable=durable) as conn:
             changed = conn.execute(sql, params).rowcount > 0
             if changed and request_id is not None:
                 self._notify(conn, request_id)

@@ -170,7 +170,8 @@ class SqliteLedger(JobLedger):
     # ---- leases ----------------------------------------------------------------------------------------------
 
     def claim_watch(self, lease_seconds: float, *, limit: int, submitted_since: float) -> list[JobRow]:
-        with self._write() as conn:  # BEGIN IMMEDIATE: no other process claims between the read and the update
+        # BEGIN IMMEDIATE: no other process claims between the read and the update
+        with self._write(durable=False) as conn:
             ids = [
                 row["id"]
                 for row in conn.execute(
@@ -191,7 +192,7 @@ class SqliteLedger(JobLedger):
         return [job_row(row) for row in rows]
 
     def claim_wait(self, request_id: str, lease_seconds: float) -> WaitClaim:
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             taken = conn.execute(
                 f"UPDATE jobs SET watch_owner = :me, watch_kind = 'wait', watch_until = {NOW} + :lease"
                 f" WHERE request_id = :id AND {UNFINISHED} AND (watch_until IS NULL OR watch_until < {NOW}"
@@ -208,6 +209,7 @@ class SqliteLedger(JobLedger):
             f"UPDATE jobs SET watch_until = {NOW} + ? WHERE request_id = ? AND {UNFINISHED}"
             " AND watch_owner = ? AND watch_kind = 'wait'",
             (lease_seconds, request_id, self.instance),
+            durable=False,
         )
 
     def release(self, request_id: str) -> bool:
@@ -215,10 +217,11 @@ class SqliteLedger(JobLedger):
             "UPDATE jobs SET watch_owner = NULL, watch_until = NULL, watch_kind = NULL"
             " WHERE request_id = ? AND watch_owner = ?",
             (request_id, self.instance),
+            durable=False,
         )
 
     def release_all(self) -> int:
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             return conn.execute(
                 "UPDATE jobs SET watch_owner = NULL, watch_until = NULL, watch_kind = NULL WHERE watch_owner = ?",
                 (self.instance,),
@@ -294,10 +297,15 @@ class SqliteLedger(JobLedger):
     # ---- plumbing --------------------------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction; IMMEDIATE takes the write lock up front, so it waits, never deadlocks."""
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; IMMEDIATE takes the write lock up front, so it waits, never deadlocks.
+
+        `durable=False` (leases: lost on a power cut, they only expire sooner) commits without an fsync; the next
+        durable commit syncs it along, and commits made before it were synced already."""
         with self._lock:
             conn = self._connection()
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
@@ -308,9 +316,12 @@ class SqliteLedger(JobLedger):
                 if isinstance(exc, sqlite3.Error):
                     raise error(self.path, exc) from None
                 raise
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
 
-    def _update(self, sql: str, params: tuple[Any, ...]) -> bool:
-        with self._write() as conn:
+    def _update(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> bool:
+        with self._write(durable=durable) as conn:
             return conn.execute(sql, params).rowcount > 0
 
     def _select(self, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[JobRow]:
