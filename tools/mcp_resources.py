@@ -56,7 +56,12 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
     async def recent_jobs() -> str:
         from tools import history
 
-        jobs = await history.list_jobs(current(), None, None, None, RECENT_JOBS)
+        rt = current()
+        try:
+            rt.check_config()
+        except FalError as exc:
+            raise ResourceError(str(exc)) from None
+        jobs = await history.list_jobs(rt, None, None, None, RECENT_JOBS)
         return jobs.model_dump_json(exclude_none=True)
 
     @server.resource(
@@ -71,8 +76,9 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
 
         rt = current()
         try:
+            rt.check_config()
             row = await rt.jobs.get(validate_request_id(request_id))
-        except InvalidIdError as exc:
+        except (FalError, InvalidIdError) as exc:
             raise ResourceError(str(exc)) from None
         if row is None:
             raise ResourceError(f"No job with request id {request_id} is recorded here (see fal://jobs).")
