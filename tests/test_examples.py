@@ -12,7 +12,9 @@ from tests.helpers import clean_env
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_agent_client_example_runs() -> None:
+def test_agent_client_example_runs(tmp_path: Path) -> None:
+    # from a folder of the user's own whose server.py would hide the server from `python -m server`
+    (tmp_path / "server.py").write_text("raise SystemExit('the user own server.py was imported')\n")
     env = clean_env()
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "agent_client.py")],
@@ -20,7 +22,7 @@ def test_agent_client_example_runs() -> None:
         timeout=90,
         env=env,
         stdin=subprocess.DEVNULL,
-        cwd=ROOT,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().strip().startswith("http://127.0.0.1:")
