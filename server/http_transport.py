@@ -6,10 +6,12 @@ constant time on every request; the SDK's DNS-rebinding protection (Host and Ori
 
 from __future__ import annotations
 
+import contextlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -77,9 +79,31 @@ class BearerToken:
 
 
 async def serve_http(
-    server: MCPServer[Any], *, host: str, port: int, token: str | None, allowed_hosts: Sequence[str] = ()
+    server: MCPServer[Any],
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    allowed_hosts: Sequence[str] = (),
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    import uvicorn
-
+    """Serve until interrupted. `on_listening` gets the endpoint URL once the socket is bound (port 0: a free one)."""
     app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts)
-    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+    # The MCP sessions are run here rather than in the app's lifespan, so that Ctrl-C (which cancels this
+    # function, see `server.cli`) ends them like any task instead of failing uvicorn's lifespan protocol.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    sock = config.bind_socket()
+    if on_listening is not None:
+        bound = sock.getsockname()[1]
+        on_listening(f"http://{f'[{host}]' if ':' in host else host}:{bound}/mcp")
+    async with server.session_manager.run():
+        await _Uvicorn(config).serve(sockets=[sock])
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own Ctrl-C handling, which would wait for every open stream to close (an MCP client
+    keeps one for its whole session): the command line handles Ctrl-C alike for every transport."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
