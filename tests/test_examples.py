@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from tests.helpers import clean_env
@@ -32,4 +33,7 @@ def test_agent_client_example_runs(tmp_path: Path) -> None:
 def test_claude_desktop_example_config_is_valid() -> None:
     config = json.loads((ROOT / "claude_desktop_config.example.json").read_text())
     entry = config["mcpServers"]["fal-queue"]
-    assert entry["command"] == "fal-queue-mcp" and "UNIAPI_KEY" in entry["env"]
+    # run as the reference servers are: uvx and the package name, which is the console script's
+    assert (entry["command"], entry["args"]) == ("uvx", ["fal-queue-mcp"]) and "UNIAPI_KEY" in entry["env"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "fal-queue-mcp" in scripts
