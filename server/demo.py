@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
+from types import FrameType
 from typing import Any, TextIO
 
 import anyio
@@ -35,11 +37,16 @@ INTERRUPTED = 130
 
 
 def run_demo() -> int:
-    try:
-        return anyio.run(_demo)
-    except KeyboardInterrupt:
-        print("\ndemo interrupted", file=sys.stderr)
-        return INTERRUPTED
+    signal.signal(signal.SIGINT, _interrupted)
+    return anyio.run(_demo)
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C ends the demo at once: it holds nothing worth a shutdown, and the server either gets the same Ctrl-C
+    from the terminal or sees its stdin close."""
+    sys.stdout.flush()
+    print("\ndemo interrupted", file=sys.stderr, flush=True)
+    os._exit(INTERRUPTED)
 
 
 def server_parameters() -> StdioServerParameters:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from server.cli import main
-from server.settings import ENV_NAMES
+from server.settings import ENV_NAMES, Settings
 from tests.helpers import INITIALIZED, SEED_INPUT, SEED_MODEL, clean_env, connect, initialize_request
 from tests.processes import Process
 
@@ -37,6 +37,7 @@ def test_help_names_the_keys_and_the_main_settings(capsys: pytest.CaptureFixture
     named = set(re.findall(r"\b(?:FAL|UNIAPI)_[A-Z_]+\b", text))
     assert named <= set(ENV_NAMES.values()), named - set(ENV_NAMES.values())
     assert "demo" in text and "--sandbox" in text and "claude mcp add" in text
+    assert f"(default: {Settings.model_fields['max_wait_seconds'].default:g})" in text
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
