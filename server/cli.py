@@ -10,9 +10,8 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from server import __version__
@@ -114,15 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fal-queue-mcp: serving anyway; every tool call answers with this error until it is fixed", file=sys.stderr
         )
     logging.getLogger().setLevel(settings.log_level)
-    _stop_promptly_on_ctrl_c()
+    # Until serving starts there is nothing to shut down: Ctrl-C ends the process at once.
+    signal.signal(signal.SIGINT, lambda signum, frame: _exit_now())
     if args.transport == "stdio" and sys.stdin.isatty():
         _say_what_happens(sandbox)
-    try:
-        _serve(args, settings, config_error, sandbox)
-    except KeyboardInterrupt:
-        if sandbox is not None:
-            sandbox.stop()
-        _exit_now()
+    if _serve(args, settings, config_error, sandbox):
+        _exit_now()  # Ctrl-C: see `_until_ctrl_c`
     if sandbox is not None:
         sandbox.stop()
     return 0
@@ -186,21 +182,6 @@ def _check_http(args: argparse.Namespace, settings: Settings) -> None:
         raise StartupError(str(exc)) from None
 
 
-def _stop_promptly_on_ctrl_c() -> None:
-    """Ctrl-C ends the server within a second. The normal shutdown runs first, but the SDK's stdio transport reads
-    stdin in a worker thread that returns only on input, and shutdown waits for it: a timer ends the process if
-    shutdown has not by then. The ledger commits atomically (SQLite), so nothing recorded is lost either way."""
-
-    def interrupted(signum: int, frame: FrameType | None) -> None:
-        sys.stderr.flush()
-        timer = threading.Timer(SHUTDOWN_GRACE_SECONDS, _exit_now)
-        timer.daemon = True
-        timer.start()
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupted)
-
-
 def _exit_now() -> NoReturn:
     """After Ctrl-C, skip the interpreter's teardown of a large heap (up to a second or two on a busy machine):
     nothing is left to clean up."""
@@ -220,14 +201,15 @@ def _say_what_happens(sandbox: Sandbox | None) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _serve(args: argparse.Namespace, settings: Settings, config_error: str | None, sandbox: Sandbox | None) -> None:
+def _serve(args: argparse.Namespace, settings: Settings, config_error: str | None, sandbox: Sandbox | None) -> bool:
+    """Serve until the client leaves (stdio) or Ctrl-C; True when Ctrl-C ended it."""
+    import anyio
+
     from server.app import create_server
 
     server = create_server(settings, config_error)
     if args.transport == "stdio":
-        server.run("stdio")
-        return
-    import anyio
+        return anyio.run(_until_ctrl_c, server.run_stdio_async)
 
     from server.http_transport import serve_http
 
@@ -235,17 +217,42 @@ def _serve(args: argparse.Namespace, settings: Settings, config_error: str | Non
         upstream = f"; the sandbox upstream serves at {sandbox.base_url}" if sandbox is not None else ""
         print(f"fal-queue-mcp {__version__} serves MCP at {url}{upstream}. Press Ctrl-C to stop.", file=sys.stderr)
 
-    token = settings.http_token.get_secret_value() if settings.http_token else None
-    anyio.run(
-        lambda: serve_http(
-            server,
-            host=args.host,
-            port=args.port,
-            token=token,
-            allowed_hosts=settings.http_allowed_hosts,
-            on_listening=listening,
+    async def serve() -> None:
+        token = settings.http_token.get_secret_value() if settings.http_token else None
+        hosts = settings.http_allowed_hosts
+        await serve_http(
+            server, host=args.host, port=args.port, token=token, allowed_hosts=hosts, on_listening=listening
         )
-    )
+
+    return anyio.run(_until_ctrl_c, serve)
+
+
+async def _until_ctrl_c(serve: Callable[[], Awaitable[None]]) -> bool:
+    """Run `serve` until it returns, or until Ctrl-C cancels it (True). Cancelling lets every task clean up (a
+    download in progress removes its partial file). But the SDK's stdio transport reads stdin in a worker thread
+    that returns only on input, and shutdown waits for it: so Ctrl-C also starts a timer that ends the process if
+    shutdown takes longer. The ledger commits atomically (SQLite), so nothing recorded is lost either way."""
+    import anyio
+
+    interrupted = False
+    async with anyio.create_task_group() as serving:
+
+        async def on_ctrl_c() -> None:
+            nonlocal interrupted
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    interrupted = True
+                    deadline = threading.Timer(SHUTDOWN_GRACE_SECONDS, _exit_now)
+                    deadline.daemon = True
+                    deadline.start()
+                    serving.cancel_scope.cancel()
+                    return
+
+        if sys.platform != "win32":  # no event-loop signal handlers there: Ctrl-C raises KeyboardInterrupt
+            serving.start_soon(on_ctrl_c)
+        await serve()
+        serving.cancel_scope.cancel()
+    return interrupted
 
 
 if __name__ == "__main__":

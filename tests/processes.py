@@ -38,8 +38,12 @@ class Process:
         self.stderr: queue.Queue[str] = queue.Queue()
         self.stdout: queue.Queue[str] = queue.Queue()
         self.err_text: list[str] = []
-        for stream, lines in ((self.popen.stderr, self.stderr), (self.popen.stdout, self.stdout)):
-            threading.Thread(target=self._pump, args=(stream, lines), daemon=True).start()
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.popen.stderr, self.stderr), (self.popen.stdout, self.stdout))
+        ]
+        for pump in self._pumps:
+            pump.start()
 
     @staticmethod
     def _pump(stream: Any, lines: queue.Queue[str]) -> None:
@@ -81,20 +85,28 @@ class Process:
         raise AssertionError(f"no answer to request {request_id} in {timeout} s")
 
     def interrupt(self) -> int:
-        """Ctrl-C: SIGINT, then the exit code (a hang fails the test, and the process is killed)."""
+        """Ctrl-C: SIGINT, then the exit code (a hang fails the test, and the process is killed). Stopping is no
+        error: nothing like a traceback may reach stderr."""
         self.popen.send_signal(signal.SIGINT)
         try:
-            return self.popen.wait(EXIT_SECONDS)
+            code = self.popen.wait(EXIT_SECONDS)
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
             raise AssertionError(f"still running {EXIT_SECONDS} s after Ctrl-C") from None
+        self.close()
+        assert "Traceback" not in "".join(self.err_text) and "Error" not in "".join(self.err_text), self.err_text
+        return code
 
     def close(self) -> None:
+        """End the process if it still runs, and collect the rest of its stderr into `err_text`."""
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait()
         if self._tty_master is not None:
             os.close(self._tty_master)
+            self._tty_master = None
+        for pump in self._pumps:
+            pump.join(EXIT_SECONDS)  # until end of file
         while not self.stderr.empty():
             self.err_text.append(self.stderr.get())
