@@ -144,7 +144,7 @@ async def open_runtime(settings: Settings, config_error: str | None = None) -> A
 def create_server(settings: Settings, config_error: str | None = None) -> MCPServer[Runtime]:
     """The MCP server. With `config_error` (a bad setting found at start-up) it still lists its tools, so the client
     connects, and every call answers with that error instead of a bare "connection closed"."""
-    from tools import mcp_prompts, mcp_resources, mcp_tools
+    from tools import mcp_apps, mcp_prompts, mcp_resources, mcp_tools
 
     running: list[Runtime] = []
 
@@ -173,6 +173,7 @@ def create_server(settings: Settings, config_error: str | None = None) -> MCPSer
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
+        extensions=[mcp_apps.build_apps(settings)],
     )
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)
