@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import anyio
 from mcp.server.mcpserver import MCPServer
 
+from server import __version__
+from server.errors import ConfigurationError
 from server.jobs.keeping import Jobs
 from server.settings import Settings, is_loopback_host
 
@@ -44,10 +46,12 @@ INSTRUCTIONS = (
 class Runtime:
     """The services one running server shares, wired from its settings."""
 
-    def __init__(self, settings: Settings, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, settings: Settings, *, resolve: Resolver | None = None, config_error: str | None = None) -> None:
         self.settings = settings
         # How media hosts' names become addresses: None for the system resolver; a test may map names itself.
         self.resolve = resolve
+        # Set when the server started with a bad setting: every call answers with it (see `check_config`).
+        self.config_error = config_error
         self.jobs = Jobs(
             lambda: open_ledger(settings),
             secrets=settings.secrets(),
@@ -56,6 +60,11 @@ class Runtime:
         self._upstream: FalQueueClient | None = None
         self._waiter: Waiter | None = None
         self._media_http: httpx.AsyncClient | None = None
+
+    def check_config(self) -> None:
+        """Refuse any work while the configuration is broken, saying what to fix."""
+        if self.config_error is not None:
+            raise ConfigurationError(self.config_error)
 
     @property
     def upstream(self) -> FalQueueClient:
@@ -128,8 +137,10 @@ def open_ledger(settings: Settings) -> Ledger:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, resolve: Resolver | None = None) -> AsyncIterator[Runtime]:
-    runtime = Runtime(settings, resolve=resolve)
+async def open_runtime(
+    settings: Settings, *, resolve: Resolver | None = None, config_error: str | None = None
+) -> AsyncIterator[Runtime]:
+    runtime = Runtime(settings, resolve=resolve, config_error=config_error)
     try:
         yield runtime
     finally:
@@ -137,16 +148,23 @@ async def open_runtime(settings: Settings, *, resolve: Resolver | None = None) -
             await runtime.aclose()
 
 
-def create_server(settings: Settings, *, resolve: Resolver | None = None) -> MCPServer[Runtime]:
-    """`resolve` replaces the system resolver for media downloads (tests map a name to 127.0.0.1 with it)."""
+def create_server(
+    settings: Settings, *, resolve: Resolver | None = None, config_error: str | None = None
+) -> MCPServer[Runtime]:
+    """The MCP server. With `config_error` (a bad setting found at start-up) it still lists its tools, so the client
+    connects, and every call answers with that error instead of a bare "connection closed". `resolve` replaces
+    the system resolver for media downloads (tests map a name to 127.0.0.1 with it)."""
     from tools import mcp_apps, mcp_prompts, mcp_resources, mcp_tools
 
     running: list[Runtime] = []
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
-        async with open_runtime(settings, resolve=resolve) as runtime, anyio.create_task_group() as background:
-            if settings.watch_jobs:
+        async with (
+            open_runtime(settings, resolve=resolve, config_error=config_error) as runtime,
+            anyio.create_task_group() as background,
+        ):
+            if settings.watch_jobs and config_error is None:
                 background.start_soon(_watch, runtime)
             running.append(runtime)
             try:
@@ -164,7 +182,7 @@ def create_server(settings: Settings, *, resolve: Resolver | None = None) -> MCP
         "fal-queue-mcp",
         title="fal queue",
         instructions=INSTRUCTIONS,
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),

@@ -6,12 +6,14 @@ constant time on every request; the SDK's DNS-rebinding protection (Host and Ori
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -91,12 +93,12 @@ async def serve_http(
     allowed_hosts: Sequence[str] = (),
     limits: ConnectionLimits,
     reserved_descriptors: int = 0,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until stopped. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
+    """Serve until interrupted. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
     limit is raised first, and the connection cap kept below what it leaves after `reserved_descriptors` (the
-    server's own outgoing connections)."""
-    import uvicorn
-
+    server's own outgoing connections). `on_listening` gets the endpoint URL once the socket is bound (port 0: a
+    free one)."""
     from server.http_guard import connection_budget, guarded_protocol, raise_fd_limit
 
     raise_fd_limit()
@@ -112,5 +114,23 @@ async def serve_http(
     # asyncio accepts up to `backlog` connections at a time before any of them is admitted: a quarter of the
     # budget keeps a flood of connections below the descriptor limit (no EMFILE, no one-second accept pause).
     backlog = max(8, budget // 4)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol, backlog=backlog)
-    await uvicorn.Server(config).serve()
+    # The MCP sessions are run here rather than in the app's lifespan, so that Ctrl-C (which cancels this
+    # function, see `server.cli`) ends them like any task instead of failing uvicorn's lifespan protocol.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", http=protocol, backlog=backlog, lifespan="off"
+    )
+    sock = config.bind_socket()
+    if on_listening is not None:
+        bound = sock.getsockname()[1]
+        on_listening(f"http://{f'[{host}]' if ':' in host else host}:{bound}/mcp")
+    async with server.session_manager.run():
+        await _Uvicorn(config).serve(sockets=[sock])
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own Ctrl-C handling, which would wait for every open stream to close (an MCP client
+    keeps one for its whole session): the command line handles Ctrl-C alike for every transport."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

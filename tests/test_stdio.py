@@ -17,7 +17,6 @@ from tests.helpers import (
     INITIALIZED,
     SEED_INPUT,
     SEED_MODEL,
-    clean_env,
     initialize_request,
     jsonrpc_line,
     server_env,
@@ -115,26 +114,3 @@ def test_stdout_carries_only_json_rpc_and_no_key(sandbox: Sandbox) -> None:
     assert by_id[2]["result"]["structuredContent"]["model"] == SEED_MODEL
     assert by_id[3]["result"]["isError"] is True
     assert sandbox.config.key not in out.decode() and sandbox.config.key not in err.decode()
-
-
-def test_bad_setting_is_a_clear_startup_error(sandbox: Sandbox) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "server"],
-        capture_output=True,
-        timeout=20,
-        stdin=subprocess.DEVNULL,
-        env=_env(sandbox, FAL_MCP_SUBMIT_TIMEOUT="soon"),
-    )
-    assert done.returncode == 2
-    assert b"FAL_MCP_SUBMIT_TIMEOUT" in done.stderr and done.stdout == b""
-
-
-def test_demo_runs_against_the_sandbox() -> None:
-    env = clean_env()
-    done = subprocess.run(
-        [sys.executable, "-m", "server", "demo"], capture_output=True, timeout=60, env=env, stdin=subprocess.DEVNULL
-    )
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    out = done.stdout.decode()
-    assert "IN_QUEUE" in out and "Queued" in out and "Running" in out and "-> COMPLETED" in out
-    assert "media: http://127.0.0.1:" in out
