@@ -132,16 +132,20 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             await runtime.aclose()
 
 
-def create_server(settings: Settings) -> MCPServer[Runtime]:
-    from tools import mcp_prompts, mcp_resources, mcp_tools
+def create_server(settings: Settings, *, legacy_subscriptions: bool = True) -> MCPServer[Runtime]:
+    """`legacy_subscriptions`: serve 2025-11-25 `resources/subscribe`; only where the transport can push (not on
+    stateless HTTP). 2026-07-28 `subscriptions/listen` is served everywhere."""
+    from tools import mcp_completion, mcp_prompts, mcp_resources, mcp_tools, mcp_updates
 
     running: list[Runtime] = []
+    updates = mcp_updates.JobUpdates(max_subscriptions=settings.max_subscriptions)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         async with open_runtime(settings) as runtime, anyio.create_task_group() as background:
             if settings.watch_jobs:
                 background.start_soon(_watch, runtime)
+            background.start_soon(updates.run, runtime.jobs)
             running.append(runtime)
             try:
                 yield runtime
@@ -162,9 +166,13 @@ def create_server(settings: Settings) -> MCPServer[Runtime]:
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
+        subscriptions=updates.bus,
     )
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)
+    mcp_completion.register_completion(server, settings, current)
+    if legacy_subscriptions:
+        updates.serve_legacy_subscriptions(server)
     return server
 
 

@@ -33,8 +33,16 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
-def http_app(server: MCPServer[Any], *, host: str, token: str | None, allowed_hosts: Sequence[str] = ()) -> ASGIApp:
-    """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check."""
+def http_app(
+    server: MCPServer[Any],
+    *,
+    host: str,
+    token: str | None,
+    allowed_hosts: Sequence[str] = (),
+    stateless: bool = False,
+) -> ASGIApp:
+    """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check.
+    `stateless`: no sessions (build the server with `legacy_subscriptions=False`: nothing can be pushed)."""
     check_bind(host, token)
     names = sorted(_host_names(host, allowed_hosts))
     security = TransportSecuritySettings(
@@ -42,7 +50,7 @@ def http_app(server: MCPServer[Any], *, host: str, token: str | None, allowed_ho
         allowed_hosts=[*names, *(f"{name}:*" for name in names)],
         allowed_origins=[origin for name in names for origin in (f"http://{name}:*", f"https://{name}:*")],
     )
-    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
+    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host, stateless_http=stateless)
     return BearerToken(app, token) if token else app
 
 
@@ -77,9 +85,15 @@ class BearerToken:
 
 
 async def serve_http(
-    server: MCPServer[Any], *, host: str, port: int, token: str | None, allowed_hosts: Sequence[str] = ()
+    server: MCPServer[Any],
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    allowed_hosts: Sequence[str] = (),
+    stateless: bool = False,
 ) -> None:
     import uvicorn
 
-    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts)
+    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts, stateless=stateless)
     await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()

@@ -62,6 +62,8 @@ ENV_NAMES: dict[str, str] = {
     "max_prompt_chars": "FAL_MCP_MAX_PROMPT_CHARS",
     "http_token": "FAL_MCP_HTTP_TOKEN",
     "http_allowed_hosts": "FAL_MCP_HTTP_ALLOWED_HOSTS",
+    "max_completion_scan": "FAL_MCP_MAX_COMPLETION_SCAN",
+    "max_subscriptions": "FAL_MCP_MAX_SUBSCRIPTIONS",
 }
 
 
@@ -122,6 +124,10 @@ class Settings(BaseModel):
     max_prompt_chars: int = Field(20_000, ge=1, description="longest prompt accepted for any model")
     http_token: SecretStr | None = Field(None, description="bearer token HTTP clients must send")
     http_allowed_hosts: tuple[str, ...] = Field((), description="extra Host names HTTP clients may use")
+    max_completion_scan: int = Field(
+        1000, ge=1, le=100_000, description="folder entries or recent jobs looked at for one completion answer"
+    )
+    max_subscriptions: int = Field(100, ge=1, le=100_000, description="resources one client may subscribe to")
 
     @field_validator("http_allowed_hosts", mode="before")
     @classmethod

@@ -77,7 +77,7 @@ def to_data_uri(media: LocalMedia) -> str:
 def read_media(reference: str, *, roots: Sequence[Path], max_bytes: int) -> LocalMedia:
     """Read a local image, video or audio file that lies inside one of `roots`, or raise FileRefusedError."""
     candidate = _path_of(reference)
-    allowed = [Path(os.path.abspath(root.expanduser())) for root in roots]
+    allowed = absolute_roots(roots)
     resolved_roots = [root.resolve() for root in allowed]
     if not allowed:
         raise FileRefusedError(
@@ -88,14 +88,14 @@ def read_media(reference: str, *, roots: Sequence[Path], max_bytes: int) -> Loca
         path = candidate.resolve(strict=True)
     except (OSError, RuntimeError) as exc:
         # Outside the roots, a missing file gets the same answer as an existing one, so paths can't be probed.
-        if not _inside(Path(os.path.normpath(candidate)), allowed + resolved_roots):
+        if not is_inside(Path(os.path.normpath(candidate)), allowed + resolved_roots):
             raise _outside(reference, resolved_roots) from None
         if isinstance(exc, FileNotFoundError | NotADirectoryError):
             raise FileRefusedError(f"No file exists at {reference}. Check the path and try again.") from None
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it could not be resolved"
         raise FileRefusedError(f"Cannot open {reference}: {reason}.") from None
     # Checked after symlinks are resolved, so a link inside a root cannot lead elsewhere.
-    if not _inside(path, resolved_roots):
+    if not is_inside(path, resolved_roots):
         raise _outside(reference, resolved_roots)
 
     try:
@@ -233,7 +233,13 @@ def _path_of(reference: str) -> Path:
     return path
 
 
-def _inside(path: Path, roots: Sequence[Path]) -> bool:
+def absolute_roots(roots: Sequence[Path]) -> list[Path]:
+    """The configured folders as absolute paths ('~' expanded), symlinks not yet resolved."""
+    return [Path(os.path.abspath(root.expanduser())) for root in roots]
+
+
+def is_inside(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether `path` is one of `roots` or lies below one (lexically: resolve both first to follow links)."""
     return any(path == root or path.is_relative_to(root) for root in roots)
 
 
