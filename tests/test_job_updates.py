@@ -116,6 +116,43 @@ async def next_uri(subscription: Any, seconds: float = 20) -> str:
     return event.uri
 
 
+# ---- what is declared ----------------------------------------------------------------------------------------
+
+LEGACY_CAPABILITIES = {
+    "tools": {"listChanged": False},
+    "prompts": {"listChanged": False},
+    "resources": {"subscribe": True, "listChanged": False},
+    "completions": {},
+}
+# At 2026-07-28 the SDK derives resources.subscribe and every listChanged from serving subscriptions/listen; the
+# tool, prompt and resource lists never change while the server runs, so those streams are honored and stay quiet.
+MODERN_CAPABILITIES = {
+    "tools": {"listChanged": True},
+    "prompts": {"listChanged": True},
+    "resources": {"subscribe": True, "listChanged": True},
+    "completions": {},
+}
+
+
+@pytest.mark.parametrize("where", WHERE_LISTEN)
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_declared_capabilities(sandbox: Sandbox, where: str, mode: str) -> None:
+    """Only what works: completions everywhere, resources.subscribe where updates can be pushed, never logging
+    (deprecated as of 2026-07-28, SEP-2577). From initialize (2025-11-25) and server/discover (2026-07-28)."""
+    async with connect(sandbox, where, mode) as client:
+        declared = client.server_capabilities.model_dump(by_alias=True, exclude_none=True)
+        version = client.protocol_version
+    declared.pop("extensions", None)  # not ours to judge here
+    if mode == "auto":
+        assert version == "2026-07-28" and declared == MODERN_CAPABILITIES
+    else:
+        expected = LEGACY_CAPABILITIES
+        if where == "http-stateless":
+            expected = expected | {"resources": {"subscribe": False, "listChanged": False}}
+        assert version == "2025-11-25" and declared == expected
+    assert "logging" not in declared
+
+
 # ---- the hook in the job lifecycle ------------------------------------------------------------------------------
 
 
@@ -148,9 +185,6 @@ async def test_jobs_tell_their_listeners_of_each_change(tmp_path: Path, caplog: 
 async def test_listen_hears_the_followed_job_change(sandbox: Sandbox, where: str) -> None:
     async with connect(sandbox, where, "auto") as client:
         assert client.protocol_version == "2026-07-28"
-        capabilities = client.server_capabilities
-        assert capabilities.resources is not None and capabilities.resources.subscribe is True
-        assert capabilities.completions is not None and capabilities.logging is None
         followed, other = await submit(client), await submit(client)
         async with client.listen(resource_subscriptions=[job_uri(followed)]) as subscription:
             assert subscription.honored is not None
@@ -198,9 +232,6 @@ async def test_subscribe_hears_resources_updated(sandbox: Sandbox, where: str) -
     inbox = Inbox()
     async with connect(sandbox, where, "legacy", message_handler=inbox) as client:
         assert client.protocol_version == "2025-11-25"
-        capabilities = client.server_capabilities
-        assert capabilities.resources is not None and capabilities.resources.subscribe is True
-        assert capabilities.completions is not None and capabilities.logging is None
         followed, other, dropped = await submit(client), await submit(client), await submit(client)
         # Over HTTP the updates ride the session's GET stream, opened by the client in the background (and an
         # update sent before it is open is lost, per the spec): submit until the list's update arrives.
@@ -224,9 +255,6 @@ async def test_subscribe_hears_resources_updated(sandbox: Sandbox, where: str) -
 async def test_stateless_http_does_not_offer_subscribe(sandbox: Sandbox) -> None:
     """No session, so nothing could be pushed: resources.subscribe is not declared at 2025-11-25."""
     async with connect(sandbox, "http-stateless", "legacy") as client:
-        capabilities = client.server_capabilities
-        assert capabilities.resources is not None and capabilities.resources.subscribe is False
-        assert capabilities.completions is not None and capabilities.logging is None
         with pytest.raises(MCPError) as err:
             await client.subscribe_resource(job_uri("any"))
     assert err.value.code == METHOD_NOT_FOUND
