@@ -11,9 +11,11 @@ per server and gives it no Context, so the running server's runtime comes from `
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
@@ -63,7 +65,12 @@ def register_completion(server: MCPServer[Runtime], settings: Settings, current:
                 chosen = (context.arguments or {}) if context else {}
                 return _completion(_by_prefix(IMAGE_IDEAS if chosen.get("image_path") else IDEAS, typed))
             if argument.name == "image_path":
-                found = suggest_image_paths(typed, roots=settings.file_roots, max_entries=settings.max_completion_scan)
+                # in a worker thread: a folder on a slow disk must not hold up the event loop
+                found = await anyio.to_thread.run_sync(
+                    functools.partial(
+                        suggest_image_paths, typed, roots=settings.file_roots, max_entries=settings.max_completion_scan
+                    )
+                )
                 return _completion(found.values, complete=found.complete)
             raise MCPError(INVALID_PARAMS, f"{PROMPT} has no argument {argument.name!r}; it has idea and image_path.")
         if isinstance(ref, ResourceTemplateReference):

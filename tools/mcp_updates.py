@@ -113,7 +113,8 @@ class JobUpdates:
 # ---- the SDK's private parts, in one place ---------------------------------------------------------------------
 # mcp 2.3 has no public way to serve resources/subscribe from an MCPServer, nor to reach the per-client Connection
 # from a low-level handler's context (ServerSession is a per-request proxy that keeps it as `_connection`).
-# tests/test_job_updates.py::test_the_private_sdk_parts_are_still_there fails loudly if either goes away.
+# tests/test_job_updates.py::test_subscriptions_end_with_the_session_and_the_private_sdk_parts_are_there fails
+# loudly if either goes away.
 
 
 def _add_request_handler(server: MCPServer[Any], method: str, params_type: Any, handler: Any) -> None:
