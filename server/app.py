@@ -135,7 +135,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 def create_server(settings: Settings, *, legacy_subscriptions: bool = True) -> MCPServer[Runtime]:
     """`legacy_subscriptions`: serve 2025-11-25 `resources/subscribe`; only where the transport can push (not on
     stateless HTTP). 2026-07-28 `subscriptions/listen` is served everywhere."""
-    from tools import mcp_completion, mcp_prompts, mcp_resources, mcp_tools, mcp_updates
+    from tools import mcp_apps, mcp_completion, mcp_prompts, mcp_resources, mcp_tools, mcp_updates
 
     running: list[Runtime] = []
     updates = mcp_updates.JobUpdates(max_subscriptions=settings.max_subscriptions)
@@ -166,6 +166,7 @@ def create_server(settings: Settings, *, legacy_subscriptions: bool = True) -> M
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
+        extensions=[mcp_apps.build_apps(settings)],
         subscriptions=updates.bus,
     )
     mcp_resources.register_resources(server, current)

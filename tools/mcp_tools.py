@@ -33,6 +33,7 @@ from tools.answers import (
     SubmitAnswer,
     UploadAnswer,
 )
+from tools.mcp_apps import VIEW_META
 from tools.schema import compact, without_descriptions
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ FEATURED_INPUTS = Path(__file__).parent / "catalog" / "featured_inputs.json"
 RequestId = Annotated[str, Field(description="From submit_fal_job.")]
 OptionalModel = Annotated[str | None, Field(description="Endpoint id; needed only for jobs not recorded here.")]
 
+
+# The tools whose results the MCP Apps job view draws (see tools.mcp_apps).
+VIEW_TOOLS = frozenset({"submit_fal_job", "get_fal_result", "list_fal_jobs"})
 
 # For read-only tools the spec gives destructive/idempotent hints no meaning, so they are left out.
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True)
@@ -73,7 +77,7 @@ def build_tools() -> list[Tool]:
         # Not read-only: it keeps the result in the ledger and, with download=true, writes the media files.
         (
             get_fal_result,
-            "Get a fal job's result (optionally waiting)",
+            "Get a fal job's result",
             ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
         ),
         (list_fal_jobs, "List recorded fal jobs", LOCAL_READ),
@@ -84,6 +88,9 @@ def build_tools() -> list[Tool]:
         ),
     ]
     tools = [_tool(fn, title, annotations) for fn, title, annotations in specs]
+    for tool in tools:
+        if tool.name in VIEW_TOOLS:
+            tool.meta = VIEW_META  # hosts with MCP Apps show these tools' results in the job view
     _publish_featured_inputs(tools[0])
     return tools
 
@@ -103,7 +110,9 @@ def featured_inputs() -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> Tool:
-    tool = Tool.from_function(fn, title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)
+    # One line: a line break costs two bytes in JSON ("\n") where a space costs one.
+    description = " ".join((fn.__doc__ or "").split())
+    tool = Tool.from_function(fn, title=title, description=description, annotations=annotations)
     tool.parameters = compact(tool.parameters)
     output = tool.fn_metadata.output_schema
     if output is not None:
@@ -127,9 +136,9 @@ async def submit_fal_job(
     ],
     ctx: Context[Runtime, Any],
 ) -> Annotated[CallToolResult, SubmitAnswer]:
-    """Start a fal.ai video/image job; returns its request_id at once (no waiting). The input is checked
-    against the model's parameters first: an invalid request is refused here, every wrong field named, before
-    anything is paid for. Each call starts a new, billed job. Then call get_fal_result with wait_seconds.
+    """Start a fal.ai video/image job; returns its request_id at once. The input is checked against the
+    model's parameters first: an invalid one is refused, every wrong field named, before anything is paid for.
+    Each call starts a new, billed job; then call get_fal_result with wait_seconds.
     """
     from tools import submit
 

@@ -423,8 +423,21 @@ class Sandbox:
         content_type = "image/png" if is_image else "video/mp4"
         output = self.rules.output(job.endpoint_id, media_url, content_type) if self.rules is not None else None
         if output is None:
-            return {"video": {"url": media_url, "content_type": content_type, "file_name": name}}
+            output = {"video": {"url": media_url, "content_type": content_type, "file_name": name}}
+        _add_file_size(output, media_url, len(media_files.sample_for(name)[0]))
         return output
+
+
+def _add_file_size(node: Any, media_url: str, size: int) -> None:
+    """fal's file objects carry `file_size`; give the sandbox's the real size of the file served."""
+    if isinstance(node, dict):
+        if node.get("url") == media_url:
+            node.setdefault("file_size", size)
+        for value in node.values():
+            _add_file_size(value, media_url, size)
+    elif isinstance(node, list):
+        for value in node:
+            _add_file_size(value, media_url, size)
 
 
 def _iso(wall: float) -> str:

@@ -1,0 +1,1 @@
+"""Package data: the MCP Apps job view (`job_view.html`), served by `tools.mcp_apps`."""
