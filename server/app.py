@@ -149,14 +149,21 @@ async def open_runtime(
 
 
 def create_server(
-    settings: Settings, *, resolve: Resolver | None = None, config_error: str | None = None
+    settings: Settings,
+    *,
+    resolve: Resolver | None = None,
+    config_error: str | None = None,
+    legacy_subscriptions: bool = True,
 ) -> MCPServer[Runtime]:
     """The MCP server. With `config_error` (a bad setting found at start-up) it still lists its tools, so the client
     connects, and every call answers with that error instead of a bare "connection closed". `resolve` replaces
-    the system resolver for media downloads (tests map a name to 127.0.0.1 with it)."""
-    from tools import mcp_apps, mcp_prompts, mcp_resources, mcp_tools
+    the system resolver for media downloads (tests map a name to 127.0.0.1 with it). `legacy_subscriptions`:
+    serve 2025-11-25 `resources/subscribe`; only where the transport can push (not on stateless HTTP).
+    2026-07-28 `subscriptions/listen` is served everywhere."""
+    from tools import mcp_apps, mcp_completion, mcp_prompts, mcp_resources, mcp_tools, mcp_updates
 
     running: list[Runtime] = []
+    updates = mcp_updates.JobUpdates(max_subscriptions=settings.max_subscriptions)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
@@ -166,6 +173,7 @@ def create_server(
         ):
             if settings.watch_jobs and config_error is None:
                 background.start_soon(_watch, runtime)
+            background.start_soon(updates.run, runtime.jobs)
             running.append(runtime)
             try:
                 yield runtime
@@ -187,9 +195,13 @@ def create_server(
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
         extensions=[mcp_apps.build_apps(settings)],
+        subscriptions=updates.bus,
     )
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)
+    mcp_completion.register_completion(server, settings, current)
+    if legacy_subscriptions:
+        updates.serve_legacy_subscriptions(server)
     return server
 
 

@@ -41,8 +41,16 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
-def http_app(server: MCPServer[Any], *, host: str, token: str | None, allowed_hosts: Sequence[str] = ()) -> ASGIApp:
-    """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check."""
+def http_app(
+    server: MCPServer[Any],
+    *,
+    host: str,
+    token: str | None,
+    allowed_hosts: Sequence[str] = (),
+    stateless: bool = False,
+) -> ASGIApp:
+    """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check.
+    `stateless`: no sessions (build the server with `legacy_subscriptions=False`: nothing can be pushed)."""
     check_bind(host, token)
     names = sorted(_host_names(host, allowed_hosts))
     security = TransportSecuritySettings(
@@ -50,7 +58,7 @@ def http_app(server: MCPServer[Any], *, host: str, token: str | None, allowed_ho
         allowed_hosts=[*names, *(f"{name}:*" for name in names)],
         allowed_origins=[origin for name in names for origin in (f"http://{name}:*", f"https://{name}:*")],
     )
-    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host)
+    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host, stateless_http=stateless)
     return BearerToken(app, token) if token else app
 
 
@@ -94,6 +102,7 @@ async def serve_http(
     limits: ConnectionLimits,
     reserved_descriptors: int = 0,
     on_listening: Callable[[str], None] | None = None,
+    stateless: bool = False,
 ) -> None:
     """Serve until interrupted. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
     limit is raised first, and the connection cap kept below what it leaves after `reserved_descriptors` (the
@@ -110,7 +119,7 @@ async def serve_http(
             limits.max_connections,
         )
     protocol, _ = guarded_protocol(replace(limits, max_connections=budget))
-    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts)
+    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts, stateless=stateless)
     # asyncio accepts up to `backlog` connections at a time before any of them is admitted: a quarter of the
     # budget keeps a flood of connections below the descriptor limit (no EMFILE, no one-second accept pause).
     backlog = max(8, budget // 4)

@@ -69,6 +69,8 @@ ENV_NAMES: dict[str, str] = {
     "http_max_pending": "FAL_MCP_HTTP_MAX_PENDING",
     "http_request_timeout": "FAL_MCP_HTTP_REQUEST_TIMEOUT",
     "http_max_request_bytes": "FAL_MCP_HTTP_MAX_REQUEST_BYTES",
+    "max_completion_scan": "FAL_MCP_MAX_COMPLETION_SCAN",
+    "max_subscriptions": "FAL_MCP_MAX_SUBSCRIPTIONS",
 }
 
 
@@ -164,6 +166,10 @@ class Settings(BaseModel):
     http_max_request_bytes: int = Field(
         64 * 1024 * 1024, ge=65536, description="largest HTTP request (head and body) accepted"
     )
+    max_completion_scan: int = Field(
+        1000, ge=1, le=100_000, description="folder entries or recent jobs looked at for one completion answer"
+    )
+    max_subscriptions: int = Field(100, ge=1, le=100_000, description="resources one client may subscribe to")
 
     @field_validator("http_allowed_hosts", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +24,8 @@ from server.jobs.memory import JobRegistry
 
 if TYPE_CHECKING:
     from server.jobs.ledger import JobRow, Ledger
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _DATA_URI = re.compile(r"^data:([\w.+/-]*)(;base64)?,", re.IGNORECASE)
@@ -39,6 +42,9 @@ class Jobs:
         self.memory = JobRegistry()
         # Jobs a get_fal_result wait is following right now: the watcher leaves them alone (no double polling).
         self.followed: set[str] = set()
+        # Called with the request id after each ledger write that changed that job (submitted, outcome or download
+        # kept); synchronous, on the event loop, quick. Telling clients (tools/mcp_updates.py) listens here.
+        self.on_change: list[Callable[[str], None]] = []
 
     @property
     def ledger(self) -> Ledger:
@@ -113,21 +119,34 @@ class Jobs:
         if size > self._max_stored_result_bytes:
             kept = {"_note": f"result of {size} bytes not kept (FAL_MCP_MAX_STORED_RESULT_BYTES)", "media_urls": urls}
         with anyio.CancelScope(shield=True):
-            await self.db(self.ledger.store_result, request_id, kept, urls)
-        self._finished(request_id)
+            changed = await self.db(self.ledger.store_result, request_id, kept, urls)
+        self._finished(request_id, changed)
 
     async def keep_failure(self, request_id: str, error: JobFailedError) -> None:
         with anyio.CancelScope(shield=True):
-            await self.db(self.ledger.mark_failed, request_id, error.message, cancelled=error.error_type == "cancelled")
-        self._finished(request_id)
+            changed = await self.db(
+                self.ledger.mark_failed, request_id, error.message, cancelled=error.error_type == "cancelled"
+            )
+        self._finished(request_id, changed)
 
     async def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> None:
-        await self.db(self.ledger.record_download, request_id, url, path, sha256, size)
+        if await self.db(self.ledger.record_download, request_id, url, path, sha256, size):
+            self.changed(request_id)
 
-    def _finished(self, request_id: str) -> None:
+    def _finished(self, request_id: str, changed: bool) -> None:
         record = self.memory.get(request_id)
         if record is not None:
             record.finished = True
+        if changed:
+            self.changed(request_id)
+
+    def changed(self, request_id: str) -> None:
+        """Tell every `on_change` listener; one that raises is logged and skipped."""
+        for listener in list(self.on_change):
+            try:
+                listener(request_id)
+            except Exception:
+                log.exception("a job change listener failed")
 
 
 class RowHandle:
@@ -139,9 +158,11 @@ class RowHandle:
 
     async def submitted(self, receipt: SubmitReceipt) -> None:
         with anyio.CancelScope(shield=True):  # the upstream accepted it: the id must be kept
-            await self._jobs.db(
+            changed = await self._jobs.db(
                 self._jobs.ledger.mark_submitted, self.row_id, receipt.request_id, receipt.queue_position
             )
+        if changed:
+            self._jobs.changed(receipt.request_id)
 
 
 def _shorten_data_uris(value: Any) -> Any:
