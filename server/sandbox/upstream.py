@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 from server.fal.ids import app_id
 from server.sandbox import media as media_files
 from server.sandbox.faults import DroppingConnections, Fault, FaultBook
+from server.sandbox.ranges import ranged_response
 from server.sandbox.storage import storage_routes
 
 Flavor = Literal["fal", "uniapi"]
@@ -414,7 +415,7 @@ class Sandbox:
         name = request.path_params["name"]
         content, content_type = media_files.sample_for(name)
         await asyncio.sleep(0)
-        return Response(content, media_type=content_type)
+        return ranged_response(content, content_type, request.headers.get("range"))
 
     def _output(self, job: SandboxJob) -> dict[str, Any]:
         is_image = self.rules is not None and self.rules.media_kind(job.endpoint_id) == "image"
