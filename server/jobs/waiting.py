@@ -51,12 +51,14 @@ class Waiter:
         `on_update(report, elapsed)` is called on every change and at least every `limits.heartbeat` seconds.
         An upstream that is unavailable for a while does not end the wait (polling goes on); if it was unavailable
         for the whole wait, so that no status was ever seen, that failure is raised rather than reporting a
-        status nobody saw.
+        status nobody saw. So is a request still unanswered when the wait ends: which of the request's own timeout
+        and the wait's end comes first is up to the scheduler, and the answer must not depend on it.
         """
         started = time.monotonic()
         latest: StatusReport | None = None
         reported: StatusReport | None = None
         trouble: FalError | None = None
+        unanswered = False  # a request went out and neither a status nor a failure has come back yet
         changed = anyio.Event()
 
         def publish(report: StatusReport) -> None:
@@ -69,10 +71,17 @@ class Waiter:
             nonlocal trouble
             trouble = problem
 
+        def asking() -> None:
+            nonlocal unanswered
+            unanswered = True
+
         async def follow() -> None:
+            nonlocal unanswered
+            asking()
             if await self._try_stream(endpoint_id, request_id, publish):
                 return
-            await self._poll(endpoint_id, request_id, limits, publish, struggle)
+            unanswered = False  # the stream was refused, dropped or never offered: polling asks afresh
+            await self._poll(endpoint_id, request_id, limits, publish, struggle, asking)
 
         async def heartbeat() -> None:
             if on_update is None:
@@ -99,6 +108,11 @@ class Waiter:
             raise failure
         if latest is None and trouble is not None:
             raise trouble
+        if latest is None and unanswered:
+            raise UpstreamUnavailableError(
+                f"The upstream did not answer the status request within the {limits.seconds:g} s wait; "
+                "try again in a minute."
+            )
         if on_update is not None and latest is not None and latest is not reported:
             await on_update(latest, time.monotonic() - started)
         return latest
@@ -133,10 +147,12 @@ class Waiter:
         limits: WaitLimits,
         publish: Callable[[StatusReport], None],
         struggle: Callable[[FalError], None],
+        asking: Callable[[], None],
     ) -> None:
         interval = limits.poll_first_interval
         await anyio.sleep(limits.first_poll_delay)
         while True:
+            asking()
             try:
                 report = await self._upstream.status(endpoint_id, request_id, on_retry=struggle)
             except (UpstreamUnavailableError, RateLimitedError) as problem:
