@@ -109,7 +109,11 @@ class Sandbox:
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> str:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+        # Idle connections are kept longer than clients keep them (httpx: 5 s), as real servers do: otherwise a
+        # client may reuse a connection at the moment the sandbox closes it, a failure no real upstream scripts.
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="critical", lifespan="off", timeout_keep_alive=60
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="fal-sandbox", daemon=True)
         self._thread.start()
