@@ -280,6 +280,18 @@ class Sandbox:
             return JSONResponse({"detail": "Invalid API key"}, status_code=401)
         return None
 
+    async def _job(
+        self, request: Request, *, unsupported: Response | None = None, missing: Response | None = None
+    ) -> SandboxJob | Response:
+        """The common start of every route about one job: `_checked`, then the job its path names, or fal's 404."""
+        if (early := await self._checked(request, unsupported=unsupported)) is not None:
+            return early
+        with self._lock:
+            job = self._find(request)
+        if job is None:
+            return missing or JSONResponse({"detail": "Request not found"}, status_code=404)
+        return job
+
     def _authorized(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Key {self.config.key}"
 
@@ -327,12 +339,10 @@ class Sandbox:
         return job
 
     async def _status(self, request: Request) -> Response:
-        if (early := await self._checked(request)) is not None:
-            return early
+        job = await self._job(request)
+        if isinstance(job, Response):
+            return job
         with self._lock:
-            job = self._find(request)
-            if job is None:
-                return JSONResponse({"detail": "Request not found"}, status_code=404)
             code, body = self._status_body(job, time.monotonic())
         if request.query_params.get("logs") != "1":
             body.pop("logs", None)
@@ -340,12 +350,9 @@ class Sandbox:
 
     async def _stream(self, request: Request) -> Response:
         no_stream = JSONResponse({"detail": "Not Found"}, status_code=404) if self.config.flavor == "uniapi" else None
-        if (early := await self._checked(request, unsupported=no_stream)) is not None:
-            return early
-        with self._lock:
-            job = self._find(request)
-        if job is None:
-            return JSONResponse({"detail": "Request not found"}, status_code=404)
+        job = await self._job(request, unsupported=no_stream)
+        if isinstance(job, Response):
+            return job
         with_logs = request.query_params.get("logs") == "1"
         return StreamingResponse(self._events(job, with_logs), media_type="text/event-stream")
 
@@ -373,12 +380,10 @@ class Sandbox:
             await asyncio.sleep(self.config.stream_tick_seconds)
 
     async def _result(self, request: Request) -> Response:
-        if (early := await self._checked(request)) is not None:
-            return early
+        job = await self._job(request)
+        if isinstance(job, Response):
+            return job
         with self._lock:
-            job = self._find(request)
-            if job is None:
-                return JSONResponse({"detail": "Request not found"}, status_code=404)
             phase, _ = self._phase(job, time.monotonic())
         if phase != "COMPLETED":
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
@@ -400,12 +405,12 @@ class Sandbox:
         no_cancel = (
             JSONResponse({"detail": "Method Not Allowed"}, status_code=405) if self.config.flavor == "uniapi" else None
         )
-        if (early := await self._checked(request, unsupported=no_cancel)) is not None:
-            return early
+        job = await self._job(
+            request, unsupported=no_cancel, missing=JSONResponse({"status": "NOT_FOUND"}, status_code=404)
+        )
+        if isinstance(job, Response):
+            return job
         with self._lock:
-            job = self._find(request)
-            if job is None:
-                return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
             phase, _ = self._phase(job, time.monotonic())
             if phase == "COMPLETED":
                 return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
