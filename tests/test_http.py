@@ -80,8 +80,11 @@ def test_foreign_host_header_is_refused(open_url: str) -> None:
     assert answer.status_code == 421
 
 
-def test_non_loopback_bind_without_token_refuses_to_start(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+def test_non_loopback_bind_without_token_refuses_to_start(
+    capsys: pytest.CaptureFixture[str], monkeypatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("FAL_MCP_HTTP_TOKEN", raising=False)
+    monkeypatch.setenv("FAL_MCP_STATE_DIR", str(tmp_path))  # never this machine's own ledger, whatever is in it
     assert main(["--transport", "http", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "FAL_MCP_HTTP_TOKEN" in capsys.readouterr().err
 
