@@ -68,6 +68,8 @@ from tools.submit import submit
 # Cases in flight at once: enough to overlap the waits; more would only make httpx's connection pool (shared, so
 # that each case does not pay for a client's TLS setup) slower to hand out connections.
 CONCURRENCY = 30
+# One module fixture runs every case: under pytest-xdist the module's tests stay together on one worker.
+pytestmark = pytest.mark.xdist_group("fault-matrix")
 SLOW_FAULTS = ("never-answers", "slow-body")  # cases that last a whole answer budget start first
 RESULTS: list[Outcome] = []
 
