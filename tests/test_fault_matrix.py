@@ -260,13 +260,14 @@ async def run_cases(cases: list[Case], workdir: Path) -> dict[str, Outcome | str
     return outcomes
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome | str]:
-    """Every selected case, run once for the module (the tests below only judge the outcomes)."""
+    """Every selected case, run once (the tests below only judge the outcomes). Session-scoped: under xdist a
+    worker may run other modules' tests between these, which would end a module-scoped fixture."""
     selected = {
         item.callspec.id
         for item in request.session.items
-        if item.module is request.module and hasattr(item, "callspec") and "case_id" in item.callspec.params
+        if item.path == Path(__file__) and hasattr(item, "callspec") and "case_id" in item.callspec.params
     }
     cases = [case for case in CASES if case.id in selected]
     outcomes = anyio.run(run_cases, cases, tmp_path_factory.mktemp("fault-matrix"))

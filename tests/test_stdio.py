@@ -96,5 +96,10 @@ def test_demo_runs_against_the_sandbox() -> None:
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     out = done.stdout.decode()
-    assert "IN_QUEUE" in out and "Queued" in out and "Running" in out and "-> COMPLETED" in out
+    assert "IN_QUEUE" in out and "-> COMPLETED" in out
+    # progress lines as the job moves on; which phases a wait catches depends on how fast the machine starts it
+    progress = [line.split("] ", 1)[1] for line in out.splitlines() if line.startswith("  [")]
+    assert progress, out
+    assert all(line.startswith(("Waiting", "Queued", "Running", "Completed")) for line in progress), progress
+    assert any(line.startswith(("Running", "Completed")) for line in progress), progress
     assert "media: http://127.0.0.1:" in out
