@@ -68,8 +68,6 @@ from tools.submit import submit
 # Cases in flight at once: enough to overlap the waits; more would only make httpx's connection pool (shared, so
 # that each case does not pay for a client's TLS setup) slower to hand out connections.
 CONCURRENCY = 30
-# One module fixture runs every case: under pytest-xdist the module's tests stay together on one worker.
-pytestmark = pytest.mark.xdist_group("fault-matrix")
 SLOW_FAULTS = ("never-answers", "slow-body")  # cases that last a whole answer budget start first
 RESULTS: list[Outcome] = []
 
@@ -262,8 +260,8 @@ async def run_cases(cases: list[Case], workdir: Path) -> dict[str, Outcome | str
 
 @pytest.fixture(scope="session")
 def matrix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome | str]:
-    """Every selected case, run once (the tests below only judge the outcomes). Session-scoped: under xdist a
-    worker may run other modules' tests between these, which would end a module-scoped fixture."""
+    """Every selected case, run once (the tests below only judge the outcomes). Under xdist the module runs on one
+    worker (--dist loadfile), so the cases run once per suite."""
     selected = {
         item.callspec.id
         for item in request.session.items
