@@ -20,7 +20,9 @@ INPUT = {
 
 
 async def make_video() -> str:
-    server = StdioServerParameters(command=sys.executable, args=["-m", "server", "--sandbox"])
+    # From your own code: StdioServerParameters(command="fal-queue-mcp"). This example runs the installed server
+    # with this Python; -P keeps the current folder off the import path, so nothing there can hide the server.
+    server = StdioServerParameters(command=sys.executable, args=["-P", "-m", "server", "--sandbox"])
     async with Client(server) as client:
         submitted = await client.call_tool("submit_fal_job", {"model": MODEL, "input": INPUT})
         request_id = submitted.structured_content["request_id"]

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import anyio
 from mcp.server.mcpserver import MCPServer
 
+from server import __version__
+from server.errors import ConfigurationError
 from server.jobs.keeping import Jobs
 from server.settings import Settings, is_loopback_host
 
@@ -45,10 +47,12 @@ INSTRUCTIONS = (
 class Runtime:
     """The services one running server shares, wired from its settings."""
 
-    def __init__(self, settings: Settings, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, settings: Settings, *, resolve: Resolver | None = None, config_error: str | None = None) -> None:
         self.settings = settings
         # How media hosts' names become addresses: None for the system resolver; a test may map names itself.
         self.resolve = resolve
+        # Set when the server started with a bad setting: every call answers with it (see `check_config`).
+        self.config_error = config_error
         # This process's name among the instances sharing a ledger: its leases' owner, and sent upstream in the
         # User-Agent so a shared upstream (the sandbox) can tell instances apart. Random, so it reveals nothing.
         self.instance_id = secrets.token_hex(4)
@@ -60,6 +64,11 @@ class Runtime:
         self._upstream: FalQueueClient | None = None
         self._waiter: Waiter | None = None
         self._media_http: httpx.AsyncClient | None = None
+
+    def check_config(self) -> None:
+        """Refuse any work while the configuration is broken, saying what to fix."""
+        if self.config_error is not None:
+            raise ConfigurationError(self.config_error)
 
     @property
     def upstream(self) -> FalQueueClient:
@@ -149,8 +158,10 @@ def open_ledger(settings: Settings, *, instance: str | None = None) -> JobLedger
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, resolve: Resolver | None = None) -> AsyncIterator[Runtime]:
-    runtime = Runtime(settings, resolve=resolve)
+async def open_runtime(
+    settings: Settings, *, resolve: Resolver | None = None, config_error: str | None = None
+) -> AsyncIterator[Runtime]:
+    runtime = Runtime(settings, resolve=resolve, config_error=config_error)
     try:
         yield runtime
     finally:
@@ -158,22 +169,38 @@ async def open_runtime(settings: Settings, *, resolve: Resolver | None = None) -
             await runtime.aclose()
 
 
-def create_server(settings: Settings, *, resolve: Resolver | None = None) -> MCPServer[Runtime]:
-    """`resolve` replaces the system resolver for media downloads (tests map a name to 127.0.0.1 with it)."""
-    from tools import mcp_apps, mcp_prompts, mcp_resources, mcp_tools
+def create_server(
+    settings: Settings,
+    *,
+    resolve: Resolver | None = None,
+    config_error: str | None = None,
+    legacy_subscriptions: bool = True,
+) -> MCPServer[Runtime]:
+    """The MCP server. With `config_error` (a bad setting found at start-up) it still lists its tools, so the client
+    connects, and every call answers with that error instead of a bare "connection closed". `resolve` replaces
+    the system resolver for media downloads (tests map a name to 127.0.0.1 with it). `legacy_subscriptions`:
+    serve 2025-11-25 `resources/subscribe`; only where the transport can push (not on stateless HTTP).
+    2026-07-28 `subscriptions/listen` is served everywhere."""
+    from tools import mcp_apps, mcp_completion, mcp_prompts, mcp_resources, mcp_tools, mcp_updates
 
     running: list[Runtime] = []
+    updates = mcp_updates.JobUpdates(max_subscriptions=settings.max_subscriptions)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
-        async with open_runtime(settings, resolve=resolve) as runtime, anyio.create_task_group() as background:
-            if settings.database_url is not None:
+        async with (
+            open_runtime(settings, resolve=resolve, config_error=config_error) as runtime,
+            anyio.create_task_group() as background,
+        ):
+            if config_error is None and settings.database_url is not None:
                 # A shared database is opened before serving (an HTTP instance has no cold start to protect),
                 # in a worker thread: connecting must not hold up the event loop.
                 await anyio.to_thread.run_sync(lambda: runtime.jobs.ledger)
-            background.start_soon(_relay, runtime)
-            if settings.watch_jobs:
+            if config_error is None:
+                background.start_soon(_relay, runtime)
+            if settings.watch_jobs and config_error is None:
                 background.start_soon(_watch, runtime)
+            background.start_soon(updates.run, runtime.jobs)
             running.append(runtime)
             try:
                 yield runtime
@@ -190,14 +217,18 @@ def create_server(settings: Settings, *, resolve: Resolver | None = None) -> MCP
         "fal-queue-mcp",
         title="fal queue",
         instructions=INSTRUCTIONS,
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(),
         extensions=[mcp_apps.build_apps(settings)],
+        subscriptions=updates.bus,
     )
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)
+    mcp_completion.register_completion(server, settings, current)
+    if legacy_subscriptions:
+        updates.serve_legacy_subscriptions(server)
     return server
 
 

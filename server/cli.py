@@ -5,20 +5,59 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from server.settings import Settings, SettingsError
+from server import __version__
+from server.settings import Settings, SettingsError, where_to_set
 
 if TYPE_CHECKING:
     from server.sandbox import Sandbox
 
+DESCRIPTION = """\
+An MCP server that launches and tracks fal.ai video and image jobs, through UniAPI or fal directly.
+MCP clients (Claude Desktop, Claude Code, Cursor, ...) start it and talk to it on stdin/stdout."""
+
+# Only the variables a user is likely to set; README "Configuration" has all of them (a test checks the names).
+EPILOG = """\
+keys (environment variables; set one):
+  UNIAPI_KEY                your UniAPI token: jobs go through api.uniapi.io
+  FAL_KEY                   your fal key: jobs go to fal directly (also uploads local files to fal storage)
+
+main settings (every one: README, "Configuration"):
+  FAL_MCP_PROVIDER          uniapi or fal (default: from the key that is set)
+  FAL_MCP_FILE_ROOTS        folders local files may be read from (default: your home folder)
+  FAL_MCP_DOWNLOAD_DIR      where download=true saves media files (default: ~/Downloads/fal-queue-mcp)
+  FAL_MCP_STATE_DIR         where the job ledger lives (default: your user state folder)
+  FAL_MCP_MAX_WAIT_SECONDS  the longest one get_fal_result call waits (default: 50)
+  FAL_MCP_LOG_LEVEL         DEBUG, INFO, WARNING (default) or ERROR; logs go to stderr
+  FAL_MCP_HTTP_TOKEN        bearer token HTTP clients must send (required to listen beyond 127.0.0.1)
+
+examples:
+  fal-queue-mcp demo                 a scripted session against the sandbox (no key, no network, no cost)
+  fal-queue-mcp --sandbox            serve MCP on stdio against the sandbox
+  fal-queue-mcp --transport http     serve MCP over HTTP at http://127.0.0.1:8000/mcp
+  claude mcp add fal-queue --env UNIAPI_KEY=<token> -- fal-queue-mcp
+"""
+
+# Ctrl-C: the normal shutdown gets this long, then the process ends regardless (see `_stop_promptly_on_ctrl_c`).
+SHUTDOWN_GRACE_SECONDS = 0.5
+INTERRUPTED = 130  # the shell's code for "ended by SIGINT"
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fal-queue-mcp", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fal-queue-mcp",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "command",
         nargs="?",
@@ -35,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox-run-seconds", type=float, default=4.0, help="sandbox: time a job runs")
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="how clients connect")
     parser.add_argument("--host", default="127.0.0.1", help="http: address to bind (non-loopback needs a token)")
-    parser.add_argument("--port", type=int, default=8000, help="http: port to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="http: port to listen on (0: any free port)")
+    parser.add_argument("--version", action="version", version=f"fal-queue-mcp {__version__}")
     return parser
 
 
@@ -48,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # stdout belongs to JSON-RPC: every log line goes to stderr.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sandbox: Sandbox | None = None
+    config_error: str | None = None
     try:
         if args.sandbox:
             sandbox = _start_sandbox(args)
@@ -58,26 +99,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.transport == "http":
             _check_http(args, settings)
     except (SettingsError, StartupError) as exc:
-        print(f"fal-queue-mcp: {exc}", file=sys.stderr)
         if sandbox is not None:
             sandbox.stop()
-        return 2
+            sandbox = None
+        print(f"fal-queue-mcp: {exc}", file=sys.stderr)
+        if args.transport == "http":
+            return 2
+        # A client that sees the process exit shows only "connection closed": serve instead, list the tools,
+        # and answer every call with the error. The defaults below are never used for work.
+        config_error = _configuration_error(exc)
+        settings = Settings.from_env({}, watch_jobs=False)
+        print(
+            "fal-queue-mcp: serving anyway; every tool call answers with this error until it is fixed", file=sys.stderr
+        )
     logging.getLogger().setLevel(settings.log_level)
     from server import logs
 
     logs.install(settings.secrets(), settings.log_level)
-    try:
-        _serve(args, settings)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if sandbox is not None:
-            sandbox.stop()
+    # Until serving starts there is nothing to shut down: Ctrl-C ends the process at once.
+    signal.signal(signal.SIGINT, lambda signum, frame: _exit_now())
+    if args.transport == "stdio" and sys.stdin.isatty():
+        _say_what_happens(sandbox)
+    if _serve(args, settings, config_error, sandbox):
+        _exit_now()  # Ctrl-C: see `_until_ctrl_c`
+    if sandbox is not None:
+        sandbox.stop()
     return 0
 
 
 class StartupError(Exception):
     pass
+
+
+def _configuration_error(exc: SettingsError | StartupError) -> str:
+    """What every call answers: the problem, and where to fix it (a ledger error already says what to do)."""
+    text = f"fal-queue-mcp cannot work until this is fixed: {str(exc).rstrip('.')}."
+    if isinstance(exc, SettingsError) and exc.variables:
+        text += " " + where_to_set(", ".join(dict.fromkeys(exc.variables)))
+    return text
 
 
 def _start_sandbox(args: argparse.Namespace) -> Sandbox:
@@ -126,28 +185,56 @@ def _check_http(args: argparse.Namespace, settings: Settings) -> None:
         raise StartupError(str(exc)) from None
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> None:
+def _exit_now() -> NoReturn:
+    """After Ctrl-C, skip the interpreter's teardown of a large heap (up to a second or two on a busy machine):
+    nothing is left to clean up."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
+
+
+def _say_what_happens(sandbox: Sandbox | None) -> None:
+    """Started by hand in a terminal (stdin is a TTY): a person, not a client, is reading stderr."""
+    lines = [
+        f"fal-queue-mcp {__version__} is waiting for an MCP client on stdio (stdin/stdout): MCP clients such as",
+        "Claude Desktop start it themselves. Press Ctrl-C to stop. To try it by hand: fal-queue-mcp demo",
+    ]
+    if sandbox is not None:
+        lines.append(f"The sandbox upstream (no key, no cost) serves at {sandbox.base_url}")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _serve(args: argparse.Namespace, settings: Settings, config_error: str | None, sandbox: Sandbox | None) -> bool:
+    """Serve until the client leaves (stdio) or Ctrl-C; True when Ctrl-C ended it."""
+    import anyio
+
     from server.app import create_server
 
-    server = create_server(settings)
+    # Stateless HTTP keeps no session, so 2025-11-25 resources/subscribe has no channel to push on (2026-07-28
+    # listen streams still work): it is neither served nor declared there.
+    stateless = args.transport == "http" and settings.http_stateless
+    server = create_server(settings, config_error=config_error, legacy_subscriptions=not stateless)
     if args.transport == "stdio":
-        server.run("stdio")
-        return
-    import anyio
+        return anyio.run(_until_ctrl_c, server.run_stdio_async)
 
     from server.app import MEDIA_MAX_CONNECTIONS
     from server.http_guard import ConnectionLimits
     from server.http_transport import serve_http
 
-    token = settings.http_token.get_secret_value() if settings.http_token else None
+    def listening(url: str) -> None:
+        upstream = f"; the sandbox upstream serves at {sandbox.base_url}" if sandbox is not None else ""
+        print(f"fal-queue-mcp {__version__} serves MCP at {url}{upstream}. Press Ctrl-C to stop.", file=sys.stderr)
+
     limits = ConnectionLimits(
         max_connections=settings.http_max_connections,
         max_pending=settings.http_max_pending,
         request_timeout=settings.http_request_timeout,
         max_request_bytes=settings.http_max_request_bytes,
     )
-    anyio.run(
-        lambda: serve_http(
+
+    async def serve() -> None:
+        token = settings.http_token.get_secret_value() if settings.http_token else None
+        await serve_http(
             server,
             host=args.host,
             port=args.port,
@@ -156,9 +243,39 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             limits=limits,
             # the upstream pool and the media downloads hold descriptors of their own
             reserved_descriptors=settings.max_connections + MEDIA_MAX_CONNECTIONS,
-            stateless=settings.http_stateless,
+            on_listening=listening,
+            stateless=stateless,
         )
-    )
+
+    return anyio.run(_until_ctrl_c, serve)
+
+
+async def _until_ctrl_c(serve: Callable[[], Awaitable[None]]) -> bool:
+    """Run `serve` until it returns, or until Ctrl-C cancels it (True). Cancelling lets every task clean up (a
+    download in progress removes its partial file). But the SDK's stdio transport reads stdin in a worker thread
+    that returns only on input, and shutdown waits for it: so Ctrl-C also starts a timer that ends the process if
+    shutdown takes longer. The ledger commits atomically (SQLite), so nothing recorded is lost either way."""
+    import anyio
+
+    interrupted = False
+    async with anyio.create_task_group() as serving:
+
+        async def on_ctrl_c() -> None:
+            nonlocal interrupted
+            with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                async for _ in signals:
+                    interrupted = True
+                    deadline = threading.Timer(SHUTDOWN_GRACE_SECONDS, _exit_now)
+                    deadline.daemon = True
+                    deadline.start()
+                    serving.cancel_scope.cancel()
+                    return
+
+        if sys.platform != "win32":  # no event-loop signal handlers there: Ctrl-C raises KeyboardInterrupt
+            serving.start_soon(on_ctrl_c)
+        await serve()
+        serving.cancel_scope.cancel()
+    return interrupted
 
 
 if __name__ == "__main__":

@@ -1,13 +1,21 @@
 """`fal-queue-mcp demo`: a short scripted MCP session over stdio against `fal-queue-mcp --sandbox`.
 
-It does what an assistant does: submit the Kling example, wait for it with get_fal_result(wait_seconds=...)
-while the server's progress notifications drive a live bar, then print the result.
+It does what an assistant does: list the tools, submit the Kling example, wait for it with
+get_fal_result(wait_seconds=..., download=true) while the server's progress notifications drive a live bar, and
+save the video. The sandbox's media URLs die with it, so the demo prints the saved file's path instead.
+
+No `rich`: one bar redrawn in place is a few lines here, while rich would add a dependency of every install
+(13 MB with pygments and markdown-it) and 0.1-0.3 s of imports (measured for `rich.progress`) for one command.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import time
+from types import FrameType
 from typing import Any, TextIO
 
 import anyio
@@ -19,63 +27,107 @@ SEED_INPUT = {
     "image_url": "https://storage.googleapis.com/falserverless/kling/kling_input.jpeg",
     "duration": "5",
 }
+# The demo sets the sandbox job's timing, so its bar can fill against the job itself.
+QUEUE_SECONDS = 1.0
+RUN_SECONDS = 4.0
 WAIT_SECONDS = 30
 DEMO_TIMEOUT_SECONDS = 90
 BAR_WIDTH = 30
+INTERRUPTED = 130
 
 
 def run_demo() -> int:
+    signal.signal(signal.SIGINT, _interrupted)
     return anyio.run(_demo)
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C ends the demo at once: it holds nothing worth a shutdown, and the server either gets the same Ctrl-C
+    from the terminal or sees its stdin close."""
+    sys.stdout.flush()
+    print("\ndemo interrupted", file=sys.stderr, flush=True)
+    os._exit(INTERRUPTED)
+
+
+def server_parameters() -> StdioServerParameters:
+    """The server as a child process. `-P`: the current folder is not put on the import path, so a `server.py` or
+    `tools/` of the user's own cannot hide the installed package."""
+    args = ["-P", "-m", "server", "--sandbox"]
+    args += ["--sandbox-queue-seconds", str(QUEUE_SECONDS), "--sandbox-run-seconds", str(RUN_SECONDS)]
+    # Only where to save files is passed on (the child gets a minimal environment otherwise, and no key).
+    env = {name: os.environ[name] for name in ("FAL_MCP_DOWNLOAD_DIR",) if os.environ.get(name)}
+    return StdioServerParameters(command=sys.executable, args=args, env=env)
+
+
 async def _demo() -> int:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "server", "--sandbox"])
+    _say("fal-queue-mcp demo: a scripted MCP session against the local sandbox (no key, no network, no cost)\n")
     with anyio.fail_after(DEMO_TIMEOUT_SECONDS):
-        async with Client(params) as client:
-            tools = await client.list_tools()
-            _say(f"Connected to the sandbox server; tools: {', '.join(t.name for t in tools.tools)}")
-            _say(f"submit_fal_job {SEED_MODEL} {json.dumps(SEED_INPUT)}")
+        async with Client(server_parameters()) as client:
+            tools = (await client.list_tools()).tools
+            _say(f"Connected to the sandbox server. {len(tools)} tools:")
+            width = max(len(tool.name) for tool in tools)
+            for tool in tools:
+                _say(f"  {tool.name:<{width}}  {tool.title or ''}")
+
+            _say(f"\n1. submit_fal_job  model={SEED_MODEL}")
+            _say(f"   input={json.dumps(SEED_INPUT)}")
             submitted = await _call(client, "submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
             request_id = submitted["request_id"]
-            _say(f"  -> request_id {request_id}, {submitted['status']}")
-            _say(f"get_fal_result {request_id} wait_seconds={WAIT_SECONDS}")
-            bar = ProgressBar(sys.stdout)
-            result = await _call(
-                client,
-                "get_fal_result",
-                {"request_id": request_id, "wait_seconds": WAIT_SECONDS},
-                progress=bar.update,
-            )
+            _say(f"   -> request_id {request_id}, {submitted['status']}")
+
+            _say(f"\n2. get_fal_result  wait_seconds={WAIT_SECONDS} download=true")
+            bar = ProgressBar(sys.stdout, expected_seconds=QUEUE_SECONDS + RUN_SECONDS)
+            arguments = {"request_id": request_id, "wait_seconds": WAIT_SECONDS, "download": True}
+            result = await _call(client, "get_fal_result", arguments, progress=bar.update)
             bar.finish("COMPLETED" if result["done"] else "still running")
-            _say(json.dumps(result.get("output"), indent=2))
-            for media in result.get("media", []):
-                _say(f"  media: {media['url']} ({media.get('content_type')})")
+            if not result["done"]:
+                _say(f"   {result['next']}")
+                return 1
+            _say("   output: " + json.dumps(result.get("output"), indent=2).replace("\n", "\n   "))
+            for saved in result.get("downloads", []):
+                _say(f"   saved: {saved['path']} ({saved['size']} bytes; the sandbox's URLs end with the demo)")
+            for problem in result.get("download_problems", []):
+                _say(f"   not saved: {problem}")
+    _say(
+        "\nNext: add the server to your MCP client with your key, e.g. for Claude Code:\n"
+        "  claude mcp add fal-queue --env UNIAPI_KEY=<your UniAPI token> -- fal-queue-mcp\n"
+        "Claude Desktop, Cursor and the others: see the README, 'Use it from your client'."
+    )
     return 0
 
 
 class ProgressBar:
-    """A one-line bar redrawn in place on a terminal; plain lines (one per change) when piped."""
+    """A bar redrawn in place on a terminal (plain lines, one per change, when piped). It fills against the job's
+    expected duration, never quite full until the result is in."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, expected_seconds: float) -> None:
         self._out = out
         self._live = out.isatty()
+        self._expected = expected_seconds
+        self._started = time.monotonic()
         self._last = ""
 
     async def update(self, progress: float, total: float | None, message: str | None) -> None:
         text = message or ""
         if self._live:
-            filled = int(BAR_WIDTH * min(progress / total, 1.0)) if total else 0
-            self._out.write(f"\r  [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {progress:5.1f}s {text[:60]:<60}")
-            self._out.flush()
+            fraction = min((time.monotonic() - self._started) / self._expected, 0.99)
+            self._draw(fraction, text)
         elif text != self._last:
-            self._out.write(f"  [{progress:5.1f}s] {text}\n")
+            self._out.write(f"   {text}\n")
             self._out.flush()
         self._last = text
 
     def finish(self, text: str) -> None:
+        elapsed = time.monotonic() - self._started
         if self._live:
+            self._draw(1.0 if text == "COMPLETED" else 0.0, "")
             self._out.write("\n")
-        self._out.write(f"  -> {text}\n")
+        self._out.write(f"   -> {text} after {elapsed:.1f} s\n")
+        self._out.flush()
+
+    def _draw(self, fraction: float, text: str) -> None:
+        filled = int(BAR_WIDTH * fraction)
+        self._out.write(f"\r   [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fraction:4.0%} {text[:60]:<60}")
         self._out.flush()
 
 

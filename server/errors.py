@@ -26,6 +26,12 @@ class MissingKeyError(FalError):
     kind = "missing_key"
 
 
+class ConfigurationError(FalError):
+    """The server started with a bad setting (or an unusable ledger): every call answers with it until it is fixed."""
+
+    kind = "configuration"
+
+
 class InvalidRequestError(FalError):
     """Refused locally: nothing was sent."""
 

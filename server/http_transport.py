@@ -11,12 +11,14 @@ stops when its client goes away.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,9 +52,10 @@ def http_app(
     host: str,
     token: str | None,
     allowed_hosts: Sequence[str] = (),
-    stateless: bool = True,
+    stateless: bool = False,
 ) -> ASGIApp:
-    """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check."""
+    """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check.
+    `stateless`: no sessions (build the server with `legacy_subscriptions=False`: nothing can be pushed)."""
     check_bind(host, token)
     names = sorted(_host_names(host, allowed_hosts))
     security = TransportSecuritySettings(
@@ -124,13 +127,13 @@ async def serve_http(
     allowed_hosts: Sequence[str] = (),
     limits: ConnectionLimits,
     reserved_descriptors: int = 0,
-    stateless: bool = True,
+    on_listening: Callable[[str], None] | None = None,
+    stateless: bool = False,
 ) -> None:
-    """Serve until stopped. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
+    """Serve until interrupted. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
     limit is raised first, and the connection cap kept below what it leaves after `reserved_descriptors` (the
-    server's own outgoing connections)."""
-    import uvicorn
-
+    server's own outgoing connections). `on_listening` gets the endpoint URL once the socket is bound (port 0: a
+    free one)."""
     from server.http_guard import connection_budget, guarded_protocol, raise_fd_limit
 
     raise_fd_limit()
@@ -146,5 +149,23 @@ async def serve_http(
     # asyncio accepts up to `backlog` connections at a time before any of them is admitted: a quarter of the
     # budget keeps a flood of connections below the descriptor limit (no EMFILE, no one-second accept pause).
     backlog = max(8, budget // 4)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", http=protocol, backlog=backlog)
-    await uvicorn.Server(config).serve()
+    # The MCP sessions are run here rather than in the app's lifespan, so that Ctrl-C (which cancels this
+    # function, see `server.cli`) ends them like any task instead of failing uvicorn's lifespan protocol.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", http=protocol, backlog=backlog, lifespan="off"
+    )
+    sock = config.bind_socket()
+    if on_listening is not None:
+        bound = sock.getsockname()[1]
+        on_listening(f"http://{f'[{host}]' if ':' in host else host}:{bound}/mcp")
+    async with server.session_manager.run():
+        await _Uvicorn(config).serve(sockets=[sock])
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own Ctrl-C handling, which would wait for every open stream to close (an MCP client
+    keeps one for its whole session): the command line handles Ctrl-C alike for every transport."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

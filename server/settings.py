@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 Provider = Literal["uniapi", "fal"]
 
@@ -67,6 +69,8 @@ ENV_NAMES: dict[str, str] = {
     "http_max_pending": "FAL_MCP_HTTP_MAX_PENDING",
     "http_request_timeout": "FAL_MCP_HTTP_REQUEST_TIMEOUT",
     "http_max_request_bytes": "FAL_MCP_HTTP_MAX_REQUEST_BYTES",
+    "max_completion_scan": "FAL_MCP_MAX_COMPLETION_SCAN",
+    "max_subscriptions": "FAL_MCP_MAX_SUBSCRIPTIONS",
     "http_stateless": "FAL_MCP_HTTP_STATELESS",
     "database_url": "FAL_MCP_DATABASE_URL",
     "database_pool_size": "FAL_MCP_DATABASE_POOL_SIZE",
@@ -74,8 +78,36 @@ ENV_NAMES: dict[str, str] = {
 }
 
 
+# Never quoted back in an error message.
+SECRET_FIELDS = frozenset({"uniapi_key", "fal_key", "fal_key_id", "fal_key_secret", "http_token"})
+# An MCPB host passes an optional setting left empty as its literal placeholder, e.g. "${user_config.fal_key}".
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+
+
 class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the environment variable."""
+    """A setting is missing or malformed; the message names the environment variable(s), listed in `variables`."""
+
+    def __init__(self, message: str, variables: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.variables = variables
+
+
+def where_to_set(variables: str) -> str:
+    """Where a user sets a variable, for every way of running the server (quoted in errors)."""
+    return (
+        f'Set {variables} where the server is started: in your MCP client\'s config, in the "env" block of this '
+        "server's entry (claude_desktop_config.json, ~/.cursor/mcp.json, ...); in the extension's settings if you "
+        f"installed the fal-queue-mcp bundle in Claude Desktop; with `claude mcp add ... --env NAME=value` in Claude "
+        "Code; or with `export NAME=value` in the shell that starts it. Then restart the server."
+    )
+
+
+def missing_key_message(provider: str) -> str:
+    """The answer to a call that needs a key when none is set: which variable, and where to set it."""
+    return (
+        f"No API key is configured (provider '{provider}'). Set UNIAPI_KEY to your UniAPI token, or FAL_KEY to your "
+        "fal key to go to fal directly. " + where_to_set("it")
+    )
 
 
 def is_loopback_host(host: str) -> bool:
@@ -138,6 +170,10 @@ class Settings(BaseModel):
     http_max_request_bytes: int = Field(
         64 * 1024 * 1024, ge=65536, description="largest HTTP request (head and body) accepted"
     )
+    max_completion_scan: int = Field(
+        1000, ge=1, le=100_000, description="folder entries or recent jobs looked at for one completion answer"
+    )
+    max_subscriptions: int = Field(100, ge=1, le=100_000, description="resources one client may subscribe to")
     http_stateless: bool = Field(True, description="serve each HTTP request on its own: any instance serves any")
     database_url: SecretStr | None = Field(None, description="PostgreSQL ledger URL (a secret); default: SQLite")
     database_pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections one instance holds")
@@ -217,13 +253,21 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read the settings from `environ` (default: the process environment); empty values count as unset."""
+        """Read the settings from `environ` (default: the process environment); empty values, and values that are
+        still an unfilled `${...}` placeholder, count as unset."""
         env = os.environ if environ is None else environ
         raw: dict[str, object] = {}
         for field, var in ENV_NAMES.items():
             value = env.get(var, "").strip()
-            if value:
+            if value and not _PLACEHOLDER.fullmatch(value):
                 raw[field] = value
+        unexpanded = [var for field, var in ENV_NAMES.items() if _PLACEHOLDER.search(str(raw.get(field, "")))]
+        if unexpanded:
+            raise SettingsError(
+                f"invalid configuration: {', '.join(unexpanded)}: contains an unexpanded ${{...}} placeholder; "
+                "give the full value (e.g. a full path)",
+                tuple(unexpanded),
+            )
         raw.setdefault("provider", _default_provider(raw))
         provider = str(raw["provider"])
         if "base_url" not in raw and provider in PROVIDER_BASE_URLS:
@@ -232,7 +276,12 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise SettingsError(_describe(exc)) from None
+            # An unknown provider has no default base URL: report the provider, not a missing FAL_MCP_BASE_URL.
+            unset_base = "base_url" not in raw
+            errors = [e for e in exc.errors(include_url=False) if not (unset_base and _field(e) == "base_url")]
+            raise SettingsError(
+                _describe(errors), tuple(ENV_NAMES.get(_field(e), "configuration") for e in errors)
+            ) from None
 
 
 def _checked_base(value: str) -> str:
@@ -254,10 +303,19 @@ def _default_provider(raw: Mapping[str, object]) -> str:
     return "uniapi"
 
 
-def _describe(exc: ValidationError) -> str:
+def _field(error: ErrorDetails) -> str:
+    return str(error["loc"][0]) if error["loc"] else ""
+
+
+def _describe(errors: list[ErrorDetails]) -> str:
     lines = []
-    for error in exc.errors(include_input=False, include_url=False):
-        field = str(error["loc"][0]) if error["loc"] else ""
+    for error in errors:
+        field = _field(error)
         var = ENV_NAMES.get(field, "configuration")
-        lines.append(f"{var}: {error['msg']}")
+        given = error.get("input")
+        # the value given helps (FAL_MCP_PROVIDER=falai), unless it is a key
+        shown = (
+            f" (got {given!r})" if field in ENV_NAMES and field not in SECRET_FIELDS and isinstance(given, str) else ""
+        )
+        lines.append(f"{var}: {error['msg']}{shown}")
     return "invalid configuration: " + "; ".join(lines)

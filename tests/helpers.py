@@ -32,9 +32,10 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "provider": "fal",
         "base_url": sandbox.base_url,
         "fal_key": sandbox.config.key,
-        "retry_deadline": 2.0,
-        "request_timeout": 2.0,
-        "submit_timeout": 2.0,
+        # generous: a loaded machine answers slowly, and a test that means to time out sets its own
+        "retry_deadline": 5.0,
+        "request_timeout": 10.0,
+        "submit_timeout": 10.0,
         # each server gets a ledger of its own; the watcher is tested on its own (it adds upstream requests)
         "state_dir": Path(tempfile.mkdtemp(prefix="fal-mcp-test-")),
         "watch_jobs": False,

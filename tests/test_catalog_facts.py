@@ -1,7 +1,8 @@
 """The catalog against the facts file: every endpoint, field, enum, range and default, as fal publishes them.
 
-The facts (shared/fal-models.json, beside the project root) are the source of truth; a parameter model that
-drifts from them (a missing field, a wrong enum value or type, a changed default or range) fails here.
+The facts (tests/data/fal-models.json, a verbatim copy of the project's shared facts file, kept in the
+repository so that a fresh clone tests without anything beside it) are the source of truth; a parameter model
+that drifts from them (a missing field, a wrong enum value or type, a changed default or range) fails here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from tools.catalog import CATALOG, FalInput, flux, kling, luma, minimax, pixverse, seedance, sora, veo, wan
 
-FACTS_PATH = Path(__file__).resolve().parents[2] / "shared" / "fal-models.json"
+FACTS_PATH = Path(__file__).resolve().parent / "data" / "fal-models.json"
 FACTS: dict[str, dict[str, Any]] = json.loads(FACTS_PATH.read_text(encoding="utf-8"))["endpoints"]
 
 # The seed model and one strong model of each family: their schemas ride in submit_fal_job's inputSchema.

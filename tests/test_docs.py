@@ -24,3 +24,10 @@ def test_the_two_fresh_machine_commands_are_near_the_top() -> None:
     head = README[:1500]
     assert "pip install . && fal-queue-mcp demo" in head
     assert 'pip install ".[test]" && pytest' in head
+
+
+def test_benchmark_commands_run_anywhere() -> None:
+    """bench/README.md's commands are the ones anyone can type, not one machine's interpreter path."""
+    text = (Path(__file__).resolve().parents[1] / "bench" / "README.md").read_text()
+    commands = [line for block in text.split("```sh")[1:] for line in block.split("```")[0].strip().splitlines()]
+    assert commands and all(line.startswith("python -m bench") for line in commands), commands

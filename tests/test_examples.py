@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from tests.helpers import clean_env
@@ -12,7 +13,9 @@ from tests.helpers import clean_env
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_agent_client_example_runs() -> None:
+def test_agent_client_example_runs(tmp_path: Path) -> None:
+    # from a folder of the user's own whose server.py would hide the server from `python -m server`
+    (tmp_path / "server.py").write_text("raise SystemExit('the user own server.py was imported')\n")
     env = clean_env()
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "agent_client.py")],
@@ -20,7 +23,7 @@ def test_agent_client_example_runs() -> None:
         timeout=90,
         env=env,
         stdin=subprocess.DEVNULL,
-        cwd=ROOT,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().strip().startswith("http://127.0.0.1:")
@@ -30,4 +33,7 @@ def test_agent_client_example_runs() -> None:
 def test_claude_desktop_example_config_is_valid() -> None:
     config = json.loads((ROOT / "claude_desktop_config.example.json").read_text())
     entry = config["mcpServers"]["fal-queue"]
-    assert entry["command"] == "fal-queue-mcp" and "UNIAPI_KEY" in entry["env"]
+    # run as the reference servers are: uvx and the package name, which is the console script's
+    assert (entry["command"], entry["args"]) == ("uvx", ["fal-queue-mcp"]) and "UNIAPI_KEY" in entry["env"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "fal-queue-mcp" in scripts

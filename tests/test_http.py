@@ -129,8 +129,12 @@ class RoundRobin(httpx2.AsyncBaseTransport):
 def two_instances(sandbox: Sandbox) -> Iterator[list[str]]:
     """Two servers on one ledger, each behind its own HTTP app, as two instances of a deployment."""
     settings = make_settings(sandbox, progress_interval=0.2)
-    first = _serve(http_app(create_server(settings), host="127.0.0.1", token=None))
-    second = _serve(http_app(create_server(settings), host="127.0.0.1", token=None))
+    first, second = (
+        _serve(
+            http_app(create_server(settings, legacy_subscriptions=False), host="127.0.0.1", token=None, stateless=True)
+        )
+        for _ in "ab"
+    )
     yield [next(first), next(second)]
     for server in (first, second):
         next(server, None)
@@ -172,7 +176,15 @@ def test_stateless_by_default_and_why(sandbox: Sandbox, settings: Settings) -> N
     }
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
     for stateless, expected in ((False, 404), (True, 200)):
-        apps = [http_app(create_server(settings), host="127.0.0.1", token=None, stateless=stateless) for _ in "ab"]
+        apps = [
+            http_app(
+                create_server(settings, legacy_subscriptions=not stateless),
+                host="127.0.0.1",
+                token=None,
+                stateless=stateless,
+            )
+            for _ in "ab"
+        ]
         first, second = (_serve(app) for app in apps)
         url_a, url_b = next(first), next(second)
         try:
@@ -189,7 +201,13 @@ def test_stateless_by_default_and_why(sandbox: Sandbox, settings: Settings) -> N
     assert Settings.from_env({}).http_stateless is True
 
 
-def test_stateless_get_is_refused_at_once(open_url: str) -> None:
+def test_stateless_get_is_refused_at_once(settings: Settings) -> None:
     """No session, so no stream for server-initiated messages: a GET gets 405 instead of a silent open stream."""
-    answer = httpx.get(open_url, headers={"Accept": "text/event-stream"}, timeout=10)
+    app = http_app(create_server(settings, legacy_subscriptions=False), host="127.0.0.1", token=None, stateless=True)
+    served = _serve(app)
+    url = next(served)
+    try:
+        answer = httpx.get(url, headers={"Accept": "text/event-stream"}, timeout=10)
+    finally:
+        next(served, None)
     assert answer.status_code == 405 and "POST" in answer.headers["allow"]

@@ -14,11 +14,8 @@ storage's token answer says (with the short-lived token only), and a media downl
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,7 +28,8 @@ import pytest
 
 from server.sandbox import Fault, Sandbox, SandboxConfig
 from server.sandbox.media import tiny_png
-from tests.helpers import SEED_INPUT, SEED_MODEL, clean_env, connect, jsonrpc_line, make_settings, text_of
+from tests.helpers import SEED_INPUT, SEED_MODEL, clean_env, connect, make_settings, text_of
+from tests.stdio_session import StdioSession
 
 pytestmark = pytest.mark.anyio
 
@@ -511,63 +509,6 @@ async def test_an_upload_url_carrying_the_key_is_not_passed_on(upstream: Sandbox
 # ---- a stdio server at DEBUG ------------------------------------------------------------------------------------
 
 
-class RawSession:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        self.stdout: list[bytes] = []
-        self.stderr: list[bytes] = []
-        self._got = threading.Condition()
-        threading.Thread(target=self._pump, args=(self.process.stdout, self.stdout), daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.process.stderr, self.stderr), daemon=True).start()
-        self._watchdog = threading.Timer(60, self.process.kill)
-        self._watchdog.start()
-        self._next = 0
-
-    def _pump(self, stream: Any, into: list[bytes]) -> None:
-        for line in stream:
-            with self._got:
-                into.append(line)
-                self._got.notify_all()
-
-    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        self._next += 1
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self._next, "method": method}
-        if params is not None:
-            message["params"] = params
-        assert self.process.stdin is not None
-        self.process.stdin.write(jsonrpc_line(message))
-        self.process.stdin.flush()
-        with self._got:
-            while True:
-                for line in self.stdout:
-                    answer = json.loads(line)
-                    if answer.get("id") == self._next:
-                        return dict(answer)
-                assert self._got.wait(timeout=30), f"no answer to {method}"
-
-    def notify(self, method: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"jsonrpc": "2.0", "method": method}).encode() + b"\n")
-        self.process.stdin.flush()
-
-    def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        return self.request("tools/call", {"name": name, "arguments": arguments})
-
-    def finish(self) -> tuple[str, str]:
-        assert self.process.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            self.process.stdin.close()
-        self.process.wait(timeout=20)
-        self._watchdog.cancel()
-        return b"".join(self.stdout).decode(errors="replace"), b"".join(self.stderr).decode(errors="replace")
-
-
 def test_a_stdio_server_at_debug_never_writes_the_key(upstream: Sandbox, evil: EvilHost, tmp_path: Path) -> None:
     photo = tmp_path / "photo.png"
     photo.write_bytes(tiny_png())
@@ -587,13 +528,9 @@ def test_a_stdio_server_at_debug_never_writes_the_key(upstream: Sandbox, evil: E
         }
     )
     said = f"Authorization: Key {KEY}"
-    session = RawSession(env)
+    session = StdioSession(env)
     try:
-        session.request(
-            "initialize",
-            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "canary", "version": "0"}},
-        )
-        session.notify("notifications/initialized")
+        session.initialize("canary")
         submitted = session.call("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
         request_id = submitted["result"]["structuredContent"]["request_id"]
         session.call("get_fal_status", {"request_id": request_id})
@@ -624,7 +561,8 @@ def test_a_stdio_server_at_debug_never_writes_the_key(upstream: Sandbox, evil: E
         session.call("list_fal_jobs", {})
         assert _ledger_leaks(state, live=True) == []
     finally:
-        out, err = session.finish()
+        finished = session.finish()
+    out, err = finished.stdout, finished.stderr
     assert "DEBUG" in err  # the debug log really was on
     assert KEY not in out
     assert KEY not in err, [line for line in err.splitlines() if KEY in line][:3]

@@ -101,3 +101,32 @@ async def test_a_sandbox_output_carries_the_files_size(sandbox: Sandbox, setting
         result = await client.call_tool("get_fal_result", {"request_id": request_id})
     video = result.structured_content["output"]["video"]
     assert video["file_size"] == len(httpx.get(video["url"]).content) == len(sample_mp4())
+
+
+SIZE = len(sample_mp4())
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"),
+    [
+        ("bytes=0-99", 0, 99),
+        ("bytes=100-", 100, SIZE - 1),
+        ("bytes=-50", SIZE - 50, SIZE - 1),
+        ("bytes=0-999999", 0, SIZE - 1),  # a range past the end stops at the end
+    ],
+)
+def test_the_sandbox_answers_byte_ranges_as_a_cdn_does(sandbox: Sandbox, header: str, first: int, last: int) -> None:
+    """Safari plays a <video> only from a server that answers ranges; Chromium seeks only then."""
+    answer = httpx.get(f"{sandbox.base_url}/files/job/output.mp4", headers={"Range": header})
+    assert answer.status_code == 206
+    assert answer.content == sample_mp4()[first : last + 1]
+    assert answer.headers["content-range"] == f"bytes {first}-{last}/{SIZE}"
+    assert answer.headers["accept-ranges"] == "bytes"
+
+
+def test_a_range_outside_the_file_is_refused(sandbox: Sandbox) -> None:
+    size = len(sample_mp4())
+    answer = httpx.get(f"{sandbox.base_url}/files/job/output.mp4", headers={"Range": f"bytes={size}-"})
+    assert answer.status_code == 416 and answer.headers["content-range"] == f"bytes */{size}"
+    whole = httpx.get(f"{sandbox.base_url}/files/job/output.mp4")
+    assert whole.status_code == 200 and whole.content == sample_mp4() and whole.headers["accept-ranges"] == "bytes"

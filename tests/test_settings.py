@@ -41,3 +41,36 @@ def test_key_is_not_in_the_repr() -> None:
     settings = Settings.from_env({"UNIAPI_KEY": "sk-very-secret-value"})
     assert "sk-very-secret-value" not in repr(settings)
     assert "sk-very-secret-value" not in str(settings.model_dump())
+
+
+def test_an_unfilled_placeholder_counts_as_unset() -> None:
+    # An MCPB host passes an optional setting left empty as its literal placeholder.
+    settings = Settings.from_env(
+        {
+            "UNIAPI_KEY": "${user_config.uniapi_key}",
+            "FAL_KEY": "f",
+            "FAL_MCP_DOWNLOAD_DIR": "${user_config.download_dir}",
+        }
+    )
+    assert (settings.provider, settings.uniapi_key, settings.download_dir) == ("fal", None, None)
+    assert Settings.from_env({"FAL_MCP_MAX_WAIT_SECONDS": " ${user_config.max_wait_seconds} "}).max_wait_seconds == 50
+
+
+def test_a_half_expanded_placeholder_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match=r"FAL_MCP_FILE_ROOTS.*placeholder") as refused:
+        Settings.from_env({"FAL_MCP_FILE_ROOTS": "${HOME}/Pictures"})
+    assert refused.value.variables == ("FAL_MCP_FILE_ROOTS",)
+
+
+def test_an_unknown_provider_is_reported_as_such() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"FAL_MCP_PROVIDER": "falai", "UNIAPI_KEY": "sk-secret-value"})
+    message = str(refused.value)
+    assert "FAL_MCP_PROVIDER" in message and "'falai'" in message
+    assert "FAL_MCP_BASE_URL" not in message and refused.value.variables == ("FAL_MCP_PROVIDER",)
+
+
+def test_a_bad_key_value_is_never_quoted() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"FAL_KEY_ID": "id-secret-value"})  # without its FAL_KEY_SECRET
+    assert "id-secret-value" not in str(refused.value)

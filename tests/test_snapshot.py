@@ -1,4 +1,6 @@
-"""A snapshot of what `tools/list` publishes: any change to a tool's schema shows up in review.
+"""Snapshots of what `tools/list` publishes, one file per tool (tests/snapshots/tools/<name>.json): any change to
+a tool's schema shows up in review as a diff of that tool's file, and a tool added or removed without its
+snapshot fails here.
 
 Refresh on purpose with `UPDATE_SNAPSHOTS=1 pytest tests/test_snapshot.py`, then read the diff.
 """
@@ -8,24 +10,58 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import connect
 
 pytestmark = pytest.mark.anyio
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"
+TOOLS_LIST_LIMIT_BYTES = 16384  # what an assistant's context pays for the tools, every conversation
 
 
-async def test_tools_list_matches_the_snapshot(settings) -> None:
+def _render(tool: dict[str, Any]) -> str:
+    return json.dumps(tool, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+async def _published(settings) -> list[dict[str, Any]]:
     async with connect(settings) as client:
         listed = await client.list_tools()
-    current = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
-    text = json.dumps(current, indent=2, sort_keys=True) + "\n"
+    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listed.tools]
+
+
+async def test_each_tool_matches_its_snapshot(settings) -> None:
+    current = {tool["name"]: tool for tool in await _published(settings)}
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
-        SNAPSHOT.write_text(text)
-    assert SNAPSHOT.exists(), "no snapshot yet: run with UPDATE_SNAPSHOTS=1 and review it"
-    assert json.loads(SNAPSHOT.read_text()) == current, "tools/list changed: review, then refresh the snapshot"
+        SNAPSHOTS.mkdir(parents=True, exist_ok=True)
+        for stale in SNAPSHOTS.glob("*.json"):
+            if stale.stem not in current:
+                stale.unlink()
+        for name, tool in current.items():
+            (SNAPSHOTS / f"{name}.json").write_text(_render(tool))
+    snapshotted = {path.stem for path in SNAPSHOTS.glob("*.json")}
+    assert set(current) - snapshotted == set(), "a tool without a snapshot: run with UPDATE_SNAPSHOTS=1, review"
+    assert snapshotted - set(current) == set(), "a snapshot of a tool that is gone: refresh, and review"
+    changed = [name for name, tool in current.items() if json.loads((SNAPSHOTS / f"{name}.json").read_text()) != tool]
+    assert changed == [], f"tools/list changed for {changed}: review, then refresh the snapshots"
+
+
+async def test_the_whole_tools_list_stays_small(settings) -> None:
+    async with connect(settings) as client:
+        listed = await client.list_tools()
+    wire = json.dumps(listed.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+    assert len(wire.encode()) < TOOLS_LIST_LIMIT_BYTES
+
+
+def test_snapshots_are_stored_as_written() -> None:
+    """Each file is exactly what a refresh writes, so a refresh's diff shows only what changed."""
+    files = sorted(SNAPSHOTS.glob("*.json"))
+    assert files
+    for path in files:
+        tool = json.loads(path.read_text())
+        assert tool["name"] == path.stem
+        assert path.read_text() == _render(tool), f"{path.name} was edited by hand or written differently"
 
 
 async def test_every_tool_has_title_description_and_annotations(settings) -> None:

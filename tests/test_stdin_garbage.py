@@ -10,18 +10,14 @@ invalid UTF-8 is replaced, not fatal; an unknown method gets -32601; a stray res
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from server.sandbox import Sandbox
 from tests.helpers import INITIALIZED, initialize_request, jsonrpc_line, server_env
+from tests.stdio_session import StdioSession
 
 ROOT = Path(__file__).resolve().parents[1]
 INITIALIZE = initialize_request("garbage", request_id=100)
@@ -96,85 +92,6 @@ VALID_IN_GARBAGE = {
 }
 
 
-class Session:
-    """The server as a subprocess; stdout lines are collected by a thread, stdin written by another."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        self.lines: list[bytes] = []
-        self._answered = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self._stderr: list[bytes] = []
-        self._err_reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self._err_reader.start()
-        self._watchdog = threading.Timer(90, self.process.kill)
-        self._watchdog.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._answered:
-                self.lines.append(line)
-                self._answered.notify_all()
-
-    def _read_stderr(self) -> None:
-        assert self.process.stderr is not None
-        self._stderr.append(self.process.stderr.read())
-
-    def send(self, chunks: list[bytes]) -> threading.Thread:
-        """Write in a thread: the server may answer (and fill its stdout pipe) while a 10 MB line goes in."""
-
-        def write() -> None:
-            assert self.process.stdin is not None
-            with contextlib.suppress(BrokenPipeError):
-                for chunk in chunks:
-                    self.process.stdin.write(chunk)
-                self.process.stdin.flush()
-
-        writer = threading.Thread(target=write, daemon=True)
-        writer.start()
-        return writer
-
-    def answers(self) -> dict[Any, dict[str, Any]]:
-        found = {}
-        for line in self.lines:
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(message, dict) and "id" in message and ("result" in message or "error" in message):
-                found[message["id"]] = message
-        return found
-
-    def wait_for(self, ids: set[Any], timeout: float) -> dict[Any, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        with self._answered:
-            while not ids <= set(self.answers()) and time.monotonic() < deadline:
-                self._answered.wait(timeout=0.2)
-        return self.answers()
-
-    def finish(self, timeout: float = 20) -> tuple[int | None, str]:
-        assert self.process.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            self.process.stdin.close()  # end of input: the server exits
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = None
-        self._watchdog.cancel()
-        self._reader.join(timeout=5)
-        self._err_reader.join(timeout=5)
-        return code, b"".join(self._stderr).decode(errors="replace")
-
-
 def _assert_only_json_rpc(lines: list[bytes]) -> None:
     assert lines, "the server wrote nothing"
     for line in lines:
@@ -184,7 +101,7 @@ def _assert_only_json_rpc(lines: list[bytes]) -> None:
 
 
 def test_garbage_before_and_after_initialize(sandbox: Sandbox, tmp_path: Path) -> None:
-    session = Session(_env(sandbox, tmp_path))
+    session = StdioSession(_env(sandbox, tmp_path))
     writer = session.send(
         [
             *GARBAGE,  # before initialize
@@ -199,10 +116,11 @@ def test_garbage_before_and_after_initialize(sandbox: Sandbox, tmp_path: Path) -
         ]
     )
     expected = {100, 101, 102, 103, *VALID_IN_GARBAGE}
-    answers = session.wait_for(expected, timeout=60)
-    writer.join(timeout=30)
+    answers = session.wait_for(expected)
+    writer.join(timeout=60)
     alive = session.process.poll() is None
-    code, stderr = session.finish()
+    finished = session.finish()
+    code, stderr = finished.code, finished.stderr
 
     assert alive, f"the server died on its input: {stderr[-2000:]}"
     assert expected <= set(answers), f"unanswered: {expected - set(answers)}; stderr: {stderr[-2000:]}"
@@ -226,12 +144,13 @@ def test_garbage_before_and_after_initialize(sandbox: Sandbox, tmp_path: Path) -
 
 
 def test_flood_of_garbage_then_a_request(sandbox: Sandbox, tmp_path: Path) -> None:
-    session = Session(_env(sandbox, tmp_path))
+    session = StdioSession(_env(sandbox, tmp_path))
     flood = [b'{"jsonrpc": "2.0", "id": {"x": %d}, "method": "ping"}\n' % i for i in range(5_000)]
     flood += [b"%d garbage\n" % i for i in range(5_000)]
     session.send([jsonrpc_line(INITIALIZE), jsonrpc_line(INITIALIZED), *flood, _request(200, "ping")])
-    answers = session.wait_for({100, 200}, timeout=60)
-    code, stderr = session.finish()
+    answers = session.wait_for({100, 200})
+    finished = session.finish()
+    code, stderr = finished.code, finished.stderr
     assert {100, 200} <= set(answers), stderr[-2000:]
     _assert_only_json_rpc(session.lines)
     assert code == 0 and "Traceback" not in stderr
@@ -239,12 +158,13 @@ def test_flood_of_garbage_then_a_request(sandbox: Sandbox, tmp_path: Path) -> No
 
 def test_input_ending_mid_message_is_a_clean_exit(sandbox: Sandbox) -> None:
     state = Path(tempfile.mkdtemp(prefix="fal-mcp-garbage-"))
-    session = Session(_env(sandbox, state))
+    session = StdioSession(_env(sandbox, state))
     session.send(
         [jsonrpc_line(INITIALIZE), jsonrpc_line(INITIALIZED), b'{"jsonrpc": "2.0", "id": 300, "method": "tools/li']
-    ).join(timeout=10)
-    session.wait_for({100}, timeout=30)
-    code, stderr = session.finish()
+    ).join(timeout=60)
+    session.wait_for({100})
+    finished = session.finish()
+    code, stderr = finished.code, finished.stderr
     _assert_only_json_rpc(session.lines)
     assert 300 not in session.answers()
     assert code == 0 and "Traceback" not in stderr, stderr[-2000:]

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from server.app import Runtime
 from server.errors import FalError
@@ -59,7 +59,12 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
     async def recent_jobs() -> str:
         from tools import history
 
-        jobs = await history.list_jobs(current(), None, None, None, RECENT_JOBS)
+        rt = current()
+        try:
+            rt.check_config()
+        except FalError as exc:
+            raise ResourceError(str(exc)) from None
+        jobs = await history.list_jobs(rt, None, None, None, RECENT_JOBS)
         return jobs.model_dump_json(exclude_none=True)
 
     @server.resource(
@@ -74,9 +79,12 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
 
         rt = current()
         try:
+            rt.check_config()
             row = await rt.jobs.get(validate_request_id(request_id))
         except InvalidIdError as exc:
             raise ResourceNotFoundError(str(exc)) from None
+        except FalError as exc:  # a configuration error found at start-up
+            raise ResourceError(str(exc)) from None
         if row is None:
             raise ResourceNotFoundError(f"No job with request id {request_id} is recorded here (see fal://jobs).")
         return json.dumps(history.job_document(row), ensure_ascii=False)

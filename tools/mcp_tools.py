@@ -276,8 +276,10 @@ def _runtime(ctx: Context[Runtime, Any]) -> Runtime:
 
 async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awaitable[BaseModel]]) -> CallToolResult:
     """Run one tool's work; an anticipated failure becomes an `isError` result, never a stack trace."""
-    secrets = _runtime(ctx).settings.secrets()
+    runtime = _runtime(ctx)
+    secrets = runtime.settings.secrets()
     try:
+        runtime.check_config()
         outcome = work()
         answer = await outcome if inspect.isawaitable(outcome) else outcome
     except (FalError, InvalidIdError) as exc:  # InputInvalidError is a FalError too

@@ -52,7 +52,7 @@ from server.fal.responses import (
     retry_after_seconds,
     safe_json,
 )
-from server.settings import Settings
+from server.settings import Settings, missing_key_message
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +243,7 @@ class FalQueueClient:
     def _headers(self) -> dict[str, str]:
         key = self._settings.api_key()
         if not key:
-            raise MissingKeyError(
-                f"No API key is configured for provider '{self._settings.provider}': set {self._settings.key_variable} "
-                "in the server's environment (for Claude Desktop, in the 'env' block of claude_desktop_config.json), "
-                "then restart the server."
-            )
+            raise MissingKeyError(missing_key_message(self._settings.provider))
         return {"Authorization": f"Key {key}", "Content-Type": "application/json"}
 
     async def _send_submit(self, url: str, payload: bytes) -> httpx.Response:

@@ -28,7 +28,7 @@ from server.errors import (
 from server.fal.responses import parse_json
 from server.files.local import FileRefusedError, LocalMedia
 from server.files.sniff import EXTENSIONS
-from server.settings import is_loopback_host
+from server.settings import is_loopback_host, where_to_set
 
 STORAGE_TYPE = "fal-cdn-v3"
 ANSWER_LIMIT = 64 * 1024  # both answers are small JSON objects
@@ -103,8 +103,8 @@ class FalStorageClient:
     async def _token(self) -> _Token:
         if not self._fal_key:
             raise MissingKeyError(
-                "Uploading a local file needs a fal key (a UniAPI token cannot upload to fal storage): set FAL_KEY "
-                "in the server's environment and restart it, or pass an http(s) URL of the file instead."
+                "Uploading a local file needs a fal key (a UniAPI token cannot upload to fal storage): pass an "
+                "http(s) URL of the file instead, or give the server a fal key. " + where_to_set("FAL_KEY")
             )
         request = self._http.build_request(
             "POST",

@@ -55,7 +55,7 @@ def to_data_uri(media: LocalMedia) -> str:
 def read_media(reference: str, *, roots: Sequence[Path], max_bytes: int) -> LocalMedia:
     """Read a local image, video or audio file that lies inside one of `roots`, or raise FileRefusedError."""
     candidate = _path_of(reference)
-    allowed = [Path(os.path.abspath(root.expanduser())) for root in roots]
+    allowed = absolute_roots(roots)
     resolved_roots = [root.resolve() for root in allowed]
     if not allowed:
         raise FileRefusedError(
@@ -66,14 +66,14 @@ def read_media(reference: str, *, roots: Sequence[Path], max_bytes: int) -> Loca
         path = candidate.resolve(strict=True)
     except (OSError, RuntimeError) as exc:
         # Outside the roots, a missing file gets the same answer as an existing one, so paths can't be probed.
-        if not _inside(Path(os.path.normpath(candidate)), allowed + resolved_roots):
+        if not is_inside(Path(os.path.normpath(candidate)), allowed + resolved_roots):
             raise _outside(reference, resolved_roots) from None
         if isinstance(exc, FileNotFoundError | NotADirectoryError):
             raise FileRefusedError(f"No file exists at {reference}. Check the path and try again.") from None
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it could not be resolved"
         raise FileRefusedError(f"Cannot open {reference}: {reason}.") from None
     # Checked after symlinks are resolved, so a link inside a root cannot lead elsewhere.
-    if not _inside(path, resolved_roots):
+    if not is_inside(path, resolved_roots):
         raise _outside(reference, resolved_roots)
 
     try:
@@ -152,7 +152,7 @@ def _open_beneath(reference: str, path: Path, roots: Sequence[Path]) -> int:
     after the checks above would lead out of the root. Here every folder is opened with O_NOFOLLOW relative to
     the one before, so such a swap makes the open fail instead.
     """
-    root = max((r for r in roots if _inside(path, [r])), key=lambda r: len(r.parts))
+    root = max((r for r in roots if is_inside(path, [r])), key=lambda r: len(r.parts))
     parts = path.relative_to(root).parts
     try:
         if not parts:  # the root is the file itself
@@ -175,7 +175,13 @@ def _open_beneath(reference: str, path: Path, roots: Sequence[Path]) -> int:
         raise FileRefusedError(f"Cannot open {reference}: {exc.strerror or type(exc).__name__}.") from None
 
 
-def _inside(path: Path, roots: Sequence[Path]) -> bool:
+def absolute_roots(roots: Sequence[Path]) -> list[Path]:
+    """The configured folders as absolute paths ('~' expanded), symlinks not yet resolved."""
+    return [Path(os.path.abspath(root.expanduser())) for root in roots]
+
+
+def is_inside(path: Path, roots: Sequence[Path]) -> bool:
+    """Whether `path` is one of `roots` or lies below one (lexically: resolve both first to follow links)."""
     return any(path == root or path.is_relative_to(root) for root in roots)
 
 

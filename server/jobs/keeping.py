@@ -147,14 +147,18 @@ class Jobs:
 
     async def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> None:
         if await self.db(self.ledger.record_download, request_id, url, path, sha256, size):
-            self.events.publish(request_id)
+            self.changed(request_id)
 
     def _finished(self, request_id: str, changed: bool) -> None:
         record = self.memory.get(request_id)
         if record is not None:
             record.finished = True
         if changed:
-            self.events.publish(request_id)
+            self.changed(request_id)
+
+    def changed(self, request_id: str) -> None:
+        """Publish a change this process made to the job on `events` (listeners there also hear other instances')."""
+        self.events.publish(request_id)
 
 
 class RowHandle:
@@ -170,7 +174,7 @@ class RowHandle:
                 self._jobs.ledger.mark_submitted, self.row_id, receipt.request_id, receipt.queue_position
             )
         if changed:
-            self._jobs.events.publish(receipt.request_id)
+            self._jobs.changed(receipt.request_id)
 
 
 def _shorten_data_uris(value: Any) -> Any:

@@ -51,12 +51,16 @@ class Waiter:
         `on_update(report, elapsed)` is called on every change and at least every `limits.heartbeat` seconds.
         An upstream that is unavailable for a while does not end the wait (polling goes on); if it was unavailable
         for the whole wait, so that no status was ever seen, that failure is raised rather than reporting a
-        status nobody saw.
+        status nobody saw. So is a wait whose requests all went without a status (a stream that never answered or
+        was refused, a poll cut off by the wait's end): which of a request's own timeout and the wait's end comes
+        first is up to the scheduler, and the answer must not depend on it. Only a wait that sent nothing (it
+        ended before its first poll was due) ends with no status and no failure.
         """
         started = time.monotonic()
         latest: StatusReport | None = None
         reported: StatusReport | None = None
         trouble: FalError | None = None
+        asked = False  # a request went out (then a wait that saw no status failed)
         changed = anyio.Event()
 
         def publish(report: StatusReport) -> None:
@@ -69,10 +73,14 @@ class Waiter:
             nonlocal trouble
             trouble = problem
 
+        def asking() -> None:
+            nonlocal asked
+            asked = True
+
         async def follow() -> None:
-            if await self._try_stream(endpoint_id, request_id, publish):
+            if await self._try_stream(endpoint_id, request_id, publish, asking):
                 return
-            await self._poll(endpoint_id, request_id, limits, publish, struggle)
+            await self._poll(endpoint_id, request_id, limits, publish, struggle, asking)
 
         async def heartbeat() -> None:
             if on_update is None:
@@ -99,11 +107,22 @@ class Waiter:
             raise failure
         if latest is None and trouble is not None:
             raise trouble
+        if latest is None and asked:
+            raise UpstreamUnavailableError(
+                f"The upstream gave no status for this job within the {limits.seconds:g} s wait (its answers were "
+                "late or unusable); try again in a minute."
+            )
         if on_update is not None and latest is not None and latest is not reported:
             await on_update(latest, time.monotonic() - started)
         return latest
 
-    async def _try_stream(self, endpoint_id: str, request_id: str, publish: Callable[[StatusReport], None]) -> bool:
+    async def _try_stream(
+        self,
+        endpoint_id: str,
+        request_id: str,
+        publish: Callable[[StatusReport], None],
+        asking: Callable[[], None],
+    ) -> bool:
         """Follow the status stream to completion; False when there is none, it is busy, or it dropped."""
         settings = self._upstream.settings
         if not settings.use_status_stream or self._upstream.stream_supported is False or self._stream_slots is None:
@@ -113,6 +132,7 @@ class Waiter:
         except anyio.WouldBlock:
             return False  # every stream slot is taken: poll, so the pool never runs dry
         try:
+            asking()
             async with aclosing(stream_status(self._upstream, endpoint_id, request_id)) as reports:
                 async for report in reports:
                     self._upstream.stream_supported = True
@@ -133,10 +153,12 @@ class Waiter:
         limits: WaitLimits,
         publish: Callable[[StatusReport], None],
         struggle: Callable[[FalError], None],
+        asking: Callable[[], None],
     ) -> None:
         interval = limits.poll_first_interval
         await anyio.sleep(limits.first_poll_delay)
         while True:
+            asking()
             try:
                 report = await self._upstream.status(endpoint_id, request_id, on_retry=struggle)
             except (UpstreamUnavailableError, RateLimitedError) as problem:

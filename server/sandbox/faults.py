@@ -6,6 +6,7 @@ Tests inject them to check that every tool ends cleanly, in time, and never subm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class FaultBook:
                 media_type=fault.content_type,
             )
         if fault.delay:
-            await asyncio.sleep(fault.delay)
+            await _pause(request, fault.delay)
         return Response(fault.body, status_code=fault.status, headers=fault.headers, media_type=fault.content_type)
 
 
@@ -107,6 +108,16 @@ class DroppingConnections:
             raise ConnectionResetError("sandbox: answer dropped on purpose")
 
         await self._app(scope, receive, drop)
+
+
+async def _pause(request: Request, seconds: float) -> None:
+    """Wait `seconds`, or until the client hangs up: an answer nobody waits for any more is not worth holding the
+    connection (stopping the sandbox waits for every open connection). The request's body was read already, so
+    the next message is the disconnect."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
 
 
 async def _trickle(body: bytes, seconds: float) -> AsyncIterator[bytes]:

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 from server.fal.ids import app_id
 from server.sandbox import media as media_files
 from server.sandbox.faults import DroppingConnections, Fault, FaultBook
+from server.sandbox.ranges import ranged_response
 from server.sandbox.storage import storage_routes
 
 Flavor = Literal["fal", "uniapi"]
@@ -118,7 +119,11 @@ class Sandbox:
     # ---- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> str:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="critical", lifespan="off")
+        # Idle connections are kept longer than clients keep them (httpx: 5 s), as real servers do: otherwise a
+        # client may reuse a connection at the moment the sandbox closes it, a failure no real upstream scripts.
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="critical", lifespan="off", timeout_keep_alive=60
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="fal-sandbox", daemon=True)
         self._thread.start()
@@ -286,6 +291,18 @@ class Sandbox:
             return JSONResponse({"detail": "Invalid API key"}, status_code=401)
         return None
 
+    async def _job(
+        self, request: Request, *, unsupported: Response | None = None, missing: Response | None = None
+    ) -> SandboxJob | Response:
+        """The common start of every route about one job: `_checked`, then the job its path names, or fal's 404."""
+        if (early := await self._checked(request, unsupported=unsupported)) is not None:
+            return early
+        with self._lock:
+            job = self._find(request)
+        if job is None:
+            return missing or JSONResponse({"detail": "Request not found"}, status_code=404)
+        return job
+
     def _authorized(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Key {self.config.key}"
 
@@ -333,12 +350,10 @@ class Sandbox:
         return job
 
     async def _status(self, request: Request) -> Response:
-        if (early := await self._checked(request)) is not None:
-            return early
+        job = await self._job(request)
+        if isinstance(job, Response):
+            return job
         with self._lock:
-            job = self._find(request)
-            if job is None:
-                return JSONResponse({"detail": "Request not found"}, status_code=404)
             code, body = self._status_body(job, time.monotonic())
         if request.query_params.get("logs") != "1":
             body.pop("logs", None)
@@ -346,12 +361,9 @@ class Sandbox:
 
     async def _stream(self, request: Request) -> Response:
         no_stream = JSONResponse({"detail": "Not Found"}, status_code=404) if self.config.flavor == "uniapi" else None
-        if (early := await self._checked(request, unsupported=no_stream)) is not None:
-            return early
-        with self._lock:
-            job = self._find(request)
-        if job is None:
-            return JSONResponse({"detail": "Request not found"}, status_code=404)
+        job = await self._job(request, unsupported=no_stream)
+        if isinstance(job, Response):
+            return job
         with_logs = request.query_params.get("logs") == "1"
         return StreamingResponse(self._events(job, with_logs), media_type="text/event-stream")
 
@@ -379,12 +391,10 @@ class Sandbox:
             await asyncio.sleep(self.config.stream_tick_seconds)
 
     async def _result(self, request: Request) -> Response:
-        if (early := await self._checked(request)) is not None:
-            return early
+        job = await self._job(request)
+        if isinstance(job, Response):
+            return job
         with self._lock:
-            job = self._find(request)
-            if job is None:
-                return JSONResponse({"detail": "Request not found"}, status_code=404)
             phase, _ = self._phase(job, time.monotonic())
         if phase != "COMPLETED":
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
@@ -406,12 +416,12 @@ class Sandbox:
         no_cancel = (
             JSONResponse({"detail": "Method Not Allowed"}, status_code=405) if self.config.flavor == "uniapi" else None
         )
-        if (early := await self._checked(request, unsupported=no_cancel)) is not None:
-            return early
+        job = await self._job(
+            request, unsupported=no_cancel, missing=JSONResponse({"status": "NOT_FOUND"}, status_code=404)
+        )
+        if isinstance(job, Response):
+            return job
         with self._lock:
-            job = self._find(request)
-            if job is None:
-                return JSONResponse({"status": "NOT_FOUND"}, status_code=404)
             phase, _ = self._phase(job, time.monotonic())
             if phase == "COMPLETED":
                 return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
@@ -424,7 +434,7 @@ class Sandbox:
         name = request.path_params["name"]
         content, content_type = media_files.sample_for(name)
         await asyncio.sleep(0)
-        return Response(content, media_type=content_type)
+        return ranged_response(content, content_type, request.headers.get("range"))
 
     def _output(self, job: SandboxJob) -> dict[str, Any]:
         is_image = self.rules is not None and self.rules.media_kind(job.endpoint_id) == "image"
