@@ -79,7 +79,7 @@ ENV_NAMES: dict[str, str] = {
 
 
 # Never quoted back in an error message.
-SECRET_FIELDS = frozenset({"uniapi_key", "fal_key", "fal_key_id", "fal_key_secret", "http_token"})
+SECRET_FIELDS = frozenset({"uniapi_key", "fal_key", "fal_key_id", "fal_key_secret", "http_token", "database_url"})
 # An MCPB host passes an optional setting left empty as its literal placeholder, e.g. "${user_config.fal_key}".
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 

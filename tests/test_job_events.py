@@ -10,8 +10,9 @@ from contextlib import aclosing, asynccontextmanager
 
 import anyio
 import pytest
+from mcp import Client
 
-from server.app import Runtime
+from server.app import Runtime, create_server
 from server.fal.reports import StatusReport
 from server.jobs.events import JobEvents
 from server.jobs.following import follow, following
@@ -217,3 +218,42 @@ async def test_a_stopping_instance_gives_its_leases_back(sandbox: Sandbox, backe
         await runtime.aclose()
     with backend.open() as ledger:
         assert ledger.lease(job) is None  # another instance's watcher may claim it at once
+
+
+# ---- through MCP: a client listening on one instance hears what another instance changed ----------------------
+
+
+async def test_a_client_listening_on_one_instance_hears_a_job_kept_by_another(
+    sandbox: Sandbox, backend: Backend
+) -> None:
+    settings = make_settings(sandbox, **backend.settings())
+
+    async def submit_on(client: Client) -> str:
+        answer = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+        return str(answer.structured_content["request_id"])
+
+    async with (
+        Client(create_server(settings), mode="2026-07-28") as on_a,
+        Client(create_server(settings), mode="2026-07-28") as on_b,
+    ):
+        job = await submit_on(on_a)
+        followed = ["fal://jobs", f"fal://jobs/{job}"]
+        async with on_b.listen(resource_subscriptions=followed) as subscription:
+            heard: list[str] = []
+
+            async def hear() -> None:
+                async for event in subscription:
+                    heard.append(event.uri)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(hear)
+                with anyio.fail_after(30):
+                    while "fal://jobs" not in heard:  # until b relays a's changes (it starts a moment after serving)
+                        await submit_on(on_a)
+                        await anyio.sleep(0.5)
+                    sandbox.finish_now(job)
+                    done = await on_a.call_tool("get_fal_result", {"request_id": job})
+                    assert done.structured_content["done"] is True  # a kept the result: a's change, heard on b
+                    while followed[1] not in heard:
+                        await anyio.sleep(0.05)
+                group.cancel_scope.cancel()
