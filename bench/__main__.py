@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "throughput": ("bench.throughput", 60, 200),
     "waiting_economy": ("bench.waiting_economy", 90, 130),
     "concurrency": ("bench.concurrency", 150, 150),
+    "scale_out": ("bench.scale_out", 200, 260),
 }
 
 

@@ -3,12 +3,13 @@
 `Runtime` holds the services of one running server (the upstream client, the job lifecycle, the waiter, fal
 storage, the media downloader); heavy ones (httpx, SQLite, the status stream) are created on first use, since a
 client waits for the first `tools/list` answer, which needs none of them. `create_server` assembles the MCP
-face (tools, resources, prompts) and starts the watcher.
+face (tools, resources, prompts) and starts the watcher and the relay of other instances' job changes.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from server.fal.storage import FalStorageClient
     from server.files.downloads import DownloadLimits
     from server.files.url_safety import Resolver
-    from server.jobs.ledger import Ledger
+    from server.jobs.ledger import JobLedger
     from server.jobs.waiting import Waiter
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ class Runtime:
         self.resolve = resolve
         # Set when the server started with a bad setting: every call answers with it (see `check_config`).
         self.config_error = config_error
+        # This process's name among the instances sharing a ledger: its leases' owner, and sent upstream in the
+        # User-Agent so a shared upstream (the sandbox) can tell instances apart. Random, so it reveals nothing.
+        self.instance_id = secrets.token_hex(4)
         self.jobs = Jobs(
-            lambda: open_ledger(settings),
+            lambda: open_ledger(settings, instance=self.instance_id),
             secrets=settings.secrets(),
             max_stored_result_bytes=settings.max_stored_result_bytes,
         )
@@ -71,7 +75,7 @@ class Runtime:
         if self._upstream is None:
             from server.fal.client import FalQueueClient, create_http_client
 
-            self._upstream = FalQueueClient(self.settings, create_http_client(self.settings))
+            self._upstream = FalQueueClient(self.settings, create_http_client(self.settings, self.instance_id))
         return self._upstream
 
     @property
@@ -130,10 +134,27 @@ class Runtime:
         self.jobs.close()
 
 
-def open_ledger(settings: Settings) -> Ledger:
-    from server.jobs.ledger import Ledger
+def open_ledger(settings: Settings, *, instance: str | None = None) -> JobLedger:
+    """The PostgreSQL ledger when FAL_MCP_DATABASE_URL is set (psycopg is imported only then), else SQLite."""
+    from server.jobs.ledger import LedgerError, SqliteLedger
 
-    return Ledger(Ledger.default_path(settings.state_dir), secrets=settings.secrets())
+    secrets = settings.secrets()  # cut out of every text a ledger stores (an upstream may echo the key back)
+    if settings.database_url is None:
+        return SqliteLedger(SqliteLedger.default_path(settings.state_dir), instance=instance, secrets=secrets)
+    try:
+        from server.jobs.ledger.postgres import PostgresLedger
+    except ImportError as exc:
+        raise LedgerError(
+            f"FAL_MCP_DATABASE_URL is set, but the PostgreSQL driver cannot be loaded ({exc}): install it with "
+            'pip install "fal-queue-mcp[postgres]", or unset FAL_MCP_DATABASE_URL to use the SQLite ledger.'
+        ) from None
+    return PostgresLedger(
+        settings.database_url.get_secret_value(),
+        instance=instance,
+        secrets=secrets,
+        pool_size=settings.database_pool_size,
+        connect_timeout=settings.connect_timeout,
+    )
 
 
 @asynccontextmanager
@@ -171,6 +192,12 @@ def create_server(
             open_runtime(settings, resolve=resolve, config_error=config_error) as runtime,
             anyio.create_task_group() as background,
         ):
+            if config_error is None and settings.database_url is not None:
+                # A shared database is opened before serving (an HTTP instance has no cold start to protect),
+                # in a worker thread: connecting must not hold up the event loop.
+                await anyio.to_thread.run_sync(lambda: runtime.jobs.ledger)
+            if config_error is None:
+                background.start_soon(_relay, runtime)
             if settings.watch_jobs and config_error is None:
                 background.start_soon(_watch, runtime)
             background.start_soon(updates.run, runtime.jobs)
@@ -203,6 +230,17 @@ def create_server(
     if legacy_subscriptions:
         updates.serve_legacy_subscriptions(server)
     return server
+
+
+async def _relay(runtime: Runtime) -> None:
+    """Publish other instances' job changes here (ending waits, telling listeners); like the watcher, it starts
+    once the first requests are answered and never takes the server down."""
+    await anyio.sleep(WATCH_START_DELAY_SECONDS)
+    try:
+        ledger = await anyio.to_thread.run_sync(lambda: runtime.jobs.ledger)
+        await ledger.relay_changes(runtime.jobs.events.publish)
+    except Exception:
+        log.exception("relaying other instances' job changes stopped; waits still see them in the ledger")
 
 
 async def _watch(runtime: Runtime) -> None:

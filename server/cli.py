@@ -210,7 +210,10 @@ def _serve(args: argparse.Namespace, settings: Settings, config_error: str | Non
 
     from server.app import create_server
 
-    server = create_server(settings, config_error=config_error)
+    # Stateless HTTP keeps no session, so 2025-11-25 resources/subscribe has no channel to push on (2026-07-28
+    # listen streams still work): it is neither served nor declared there.
+    stateless = args.transport == "http" and settings.http_stateless
+    server = create_server(settings, config_error=config_error, legacy_subscriptions=not stateless)
     if args.transport == "stdio":
         return anyio.run(_until_ctrl_c, server.run_stdio_async)
 
@@ -241,6 +244,7 @@ def _serve(args: argparse.Namespace, settings: Settings, config_error: str | Non
             # the upstream pool and the media downloads hold descriptors of their own
             reserved_descriptors=settings.max_connections + MEDIA_MAX_CONNECTIONS,
             on_listening=listening,
+            stateless=stateless,
         )
 
     return anyio.run(_until_ctrl_c, serve)

@@ -2,6 +2,11 @@
 
 Loopback by default. Binding to any other address requires a bearer token (FAL_MCP_HTTP_TOKEN), checked in
 constant time on every request; the SDK's DNS-rebinding protection (Host and Origin checks) stays on.
+
+Stateless by default (FAL_MCP_HTTP_STATELESS): each request is served by a transport of its own and no session
+is kept, so several instances behind a load balancer serve any request with no sticky sessions (nothing this
+server does needs a session). Progress still streams on the response of the call it belongs to, and a wait
+stops when its client goes away.
 """
 
 from __future__ import annotations
@@ -59,7 +64,28 @@ def http_app(
         allowed_origins=[origin for name in names for origin in (f"http://{name}:*", f"https://{name}:*")],
     )
     app: ASGIApp = server.streamable_http_app(transport_security=security, host=host, stateless_http=stateless)
+    if stateless:
+        app = NoStandaloneStream(app)
     return BearerToken(app, token) if token else app
+
+
+class NoStandaloneStream:
+    """Stateless, there is no session for server-initiated messages to reach, so a GET's stream would stay silent
+    and hold its connection until the client gives up: answer 405, as the protocol allows, and clients carry on
+    with POST alone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "GET":
+            headers = [(b"content-type", b"application/json"), (b"allow", b"POST, DELETE")]
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send(
+                {"type": "http.response.body", "body": b'{"error": "no stream to GET: this server is stateless"}'}
+            )
+            return
+        await self._app(scope, receive, send)
 
 
 def _host_names(host: str, allowed_hosts: Sequence[str]) -> set[str]:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
@@ -71,11 +71,15 @@ ENV_NAMES: dict[str, str] = {
     "http_max_request_bytes": "FAL_MCP_HTTP_MAX_REQUEST_BYTES",
     "max_completion_scan": "FAL_MCP_MAX_COMPLETION_SCAN",
     "max_subscriptions": "FAL_MCP_MAX_SUBSCRIPTIONS",
+    "http_stateless": "FAL_MCP_HTTP_STATELESS",
+    "database_url": "FAL_MCP_DATABASE_URL",
+    "database_pool_size": "FAL_MCP_DATABASE_POOL_SIZE",
+    "watch_lease": "FAL_MCP_WATCH_LEASE",
 }
 
 
 # Never quoted back in an error message.
-SECRET_FIELDS = frozenset({"uniapi_key", "fal_key", "fal_key_id", "fal_key_secret", "http_token"})
+SECRET_FIELDS = frozenset({"uniapi_key", "fal_key", "fal_key_id", "fal_key_secret", "http_token", "database_url"})
 # An MCPB host passes an optional setting left empty as its literal placeholder, e.g. "${user_config.fal_key}".
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 
@@ -170,6 +174,18 @@ class Settings(BaseModel):
         1000, ge=1, le=100_000, description="folder entries or recent jobs looked at for one completion answer"
     )
     max_subscriptions: int = Field(100, ge=1, le=100_000, description="resources one client may subscribe to")
+    http_stateless: bool = Field(True, description="serve each HTTP request on its own: any instance serves any")
+    database_url: SecretStr | None = Field(None, description="PostgreSQL ledger URL (a secret); default: SQLite")
+    database_pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections one instance holds")
+    watch_lease: float = Field(30.0, ge=2, le=3600, description="seconds a follower's lease on a job lasts unrenewed")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the value: it may hold a password.
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname")
+        return value
 
     @field_validator("http_allowed_hosts", mode="before")
     @classmethod
@@ -213,7 +229,19 @@ class Settings(BaseModel):
     def secrets(self) -> list[str]:
         """Every key value configured, for redaction."""
         values = (self.uniapi_key, self.fal_key, self.fal_key_id, self.fal_key_secret, self.http_token)
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        keys = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        return keys + self.database_secrets()
+
+    def database_secrets(self) -> list[str]:
+        """The database URL's password, as written and decoded (the URL's other parts are not secret, and
+        redacting them would blank words such as 'postgresql' from every message)."""
+        if self.database_url is None:
+            return []
+        parts = urlsplit(self.database_url.get_secret_value())
+        written = [parts.netloc.rpartition("@")[0].partition(":")[2]] if "@" in parts.netloc else []
+        written += [value for key, value in parse_qsl(parts.query) if key == "password"]
+        found = {text for raw in written for text in (raw, unquote(raw)) if text}
+        return sorted(found, key=len, reverse=True)
 
     def fal_api_key(self) -> str | None:
         """A fal key, whatever the provider: only fal's own storage accepts uploads (a UniAPI token cannot)."""

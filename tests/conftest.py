@@ -11,6 +11,8 @@ from server.settings import Settings
 from tests.helpers import make_settings
 from tools.catalog.sandbox_rules import CatalogRules
 
+pytest_plugins = ["tests.postgres"]  # PostgreSQL: one cluster per session, `postgres_url`, `backend`
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -91,7 +91,8 @@ def test_ctrl_c_ends_a_client_session_and_no_banner_goes_to_a_client(spawn, env)
 
 
 def test_http_mode_prints_its_url_and_ctrl_c_ends_it_with_a_stream_open(spawn, env) -> None:
-    process = spawn(["--transport", "http", "--port", "0"], env, tty=True)
+    # with sessions (a GET stream needs one; stateless HTTP answers GET with 405)
+    process = spawn(["--transport", "http", "--port", "0"], env | {"FAL_MCP_HTTP_STATELESS": "false"}, tty=True)
     url = process.wait_stderr(r"serves MCP at (http://127\.0\.0\.1:\d+/mcp)")[1]
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     opened = httpx.post(url, json=initialize_request("http"), headers=headers, timeout=30)

@@ -3,9 +3,11 @@ beyond loopback without a token; and the CLI's sandbox settings."""
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +102,112 @@ def test_sandbox_settings_point_everything_at_the_sandbox(sandbox: Sandbox, monk
 
 def test_make_settings_helper_is_isolated(sandbox: Sandbox) -> None:
     assert make_settings(sandbox).state_dir != make_settings(sandbox).state_dir
+
+
+# ---- several instances behind a load balancer -----------------------------------------------------------------
+
+
+class RoundRobin(httpx2.AsyncBaseTransport):
+    """Sends each request to the next instance in turn: a load balancer with no sticky sessions."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self._ports = itertools.cycle([httpx2.URL(url).port for url in urls])
+        self._inner = httpx2.AsyncHTTPTransport()
+        self.sent: Counter[int | None] = Counter()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        port = next(self._ports)
+        request.url = request.url.copy_with(port=port)
+        self.sent[port] += 1
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.fixture
+def two_instances(sandbox: Sandbox) -> Iterator[list[str]]:
+    """Two servers on one ledger, each behind its own HTTP app, as two instances of a deployment."""
+    settings = make_settings(sandbox, progress_interval=0.2)
+    first, second = (
+        _serve(
+            http_app(create_server(settings, legacy_subscriptions=False), host="127.0.0.1", token=None, stateless=True)
+        )
+        for _ in "ab"
+    )
+    yield [next(first), next(second)]
+    for server in (first, second):
+        next(server, None)
+
+
+@pytest.mark.anyio
+async def test_any_instance_serves_any_request_of_one_client(sandbox: Sandbox, two_instances: list[str]) -> None:
+    sandbox.config.run_seconds = 1.5
+    balancer = RoundRobin(two_instances)
+    updates: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        updates.append(message)
+
+    async with (
+        httpx2.AsyncClient(transport=balancer) as http,
+        Client(streamable_http_client(two_instances[0], http_client=http)) as client,
+    ):
+        submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+        request_id = submitted.structured_content["request_id"]
+        listed = await client.call_tool("list_fal_jobs", {})
+        waited = await client.call_tool(
+            "get_fal_result", {"request_id": request_id, "wait_seconds": 20}, progress_callback=on_progress
+        )
+    assert [job["request_id"] for job in listed.structured_content["jobs"]] == [request_id]
+    assert waited.structured_content["done"] is True
+    assert updates  # progress streamed on the call's own response, whichever instance served it
+    assert len(balancer.sent) == 2 and min(balancer.sent.values()) >= 2  # both instances served the session
+
+
+def test_stateless_by_default_and_why(sandbox: Sandbox, settings: Settings) -> None:
+    """A stateful app refuses a session it did not start (what a load balancer would cause); stateless does not."""
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "lb", "version": "0"}},
+    }
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    for stateless, expected in ((False, 404), (True, 200)):
+        apps = [
+            http_app(
+                create_server(settings, legacy_subscriptions=not stateless),
+                host="127.0.0.1",
+                token=None,
+                stateless=stateless,
+            )
+            for _ in "ab"
+        ]
+        first, second = (_serve(app) for app in apps)
+        url_a, url_b = next(first), next(second)
+        try:
+            started = httpx.post(url_a, json=initialize, headers=headers)
+            assert started.status_code == 200
+            session = {"mcp-protocol-version": "2025-06-18"}
+            if "mcp-session-id" in started.headers:  # stateful only
+                session["mcp-session-id"] = started.headers["mcp-session-id"]
+            answer = httpx.post(url_b, json=listing, headers=headers | session)
+            assert answer.status_code == expected, answer.text
+        finally:
+            for server in (first, second):
+                next(server, None)
+    assert Settings.from_env({}).http_stateless is True
+
+
+def test_stateless_get_is_refused_at_once(settings: Settings) -> None:
+    """No session, so no stream for server-initiated messages: a GET gets 405 instead of a silent open stream."""
+    app = http_app(create_server(settings, legacy_subscriptions=False), host="127.0.0.1", token=None, stateless=True)
+    served = _serve(app)
+    url = next(served)
+    try:
+        answer = httpx.get(url, headers={"Accept": "text/event-stream"}, timeout=10)
+    finally:
+        next(served, None)
+    assert answer.status_code == 405 and "POST" in answer.headers["allow"]

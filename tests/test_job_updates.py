@@ -163,7 +163,8 @@ async def test_jobs_tell_their_listeners_of_each_change(tmp_path: Path, caplog: 
     def broken(_: str) -> None:
         raise RuntimeError("a broken listener")
 
-    jobs.on_change.extend([broken, heard.append])
+    for listener in (broken, heard.append):
+        jobs.events.subscribe(listener)
     for request_id in ("job-a", "job-b"):
         async with jobs.submit_record("fal-ai/veo3", {"prompt": "waves"}) as row:
             await row.submitted(SubmitReceipt(request_id, "fal-ai/veo3", "IN_QUEUE", 0))

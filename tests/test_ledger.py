@@ -1,4 +1,6 @@
-"""The job ledger, tested directly on real SQLite files: lifecycle, restarts, several processes, bad files."""
+"""The job ledger, tested directly on both backends (a real SQLite file, a real PostgreSQL database): lifecycle,
+restarts, several processes; and, for SQLite, bad files. Leases, migrations and PostgreSQL's own cases are in
+test_ledger_leases.py and test_ledger_postgres.py."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from server.jobs.ledger import SCHEMA_VERSION, Ledger, LedgerError
+from server.jobs.ledger import SCHEMA_VERSION, JobLedger, Ledger, LedgerError
+from tests.postgres import Backend
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "fal-ai/kling-video/v2.1/standard/image-to-video"
@@ -37,7 +40,13 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def ledger(path: Path) -> Iterator[Ledger]:
+def ledger(backend: Backend) -> Iterator[JobLedger]:
+    with backend.open() as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_ledger(path: Path) -> Iterator[Ledger]:
     with Ledger(path) as opened:
         yield opened
 
@@ -61,9 +70,9 @@ def siblings(path: Path) -> list[str]:
 # ---- lifecycle ------------------------------------------------------------------------------------------------
 
 
-def test_lifecycle_submitting_submitted_completed_downloaded(path: Path) -> None:
+def test_lifecycle_submitting_submitted_completed_downloaded(backend: Backend) -> None:
     clock = FakeClock()
-    with Ledger(path, clock=clock) as ledger:
+    with backend.open(clock=clock) as ledger:
         row_id = ledger.begin_submit(MODEL, {"prompt": "a cat blinks", "duration": "5"})
         row = ledger.get_row(row_id)
         assert row is not None
@@ -105,7 +114,7 @@ def test_lifecycle_submitting_submitted_completed_downloaded(path: Path) -> None
         ]
 
 
-def test_unknown_and_rejected_are_recorded_without_request_id(ledger: Ledger) -> None:
+def test_unknown_and_rejected_are_recorded_without_request_id(ledger: JobLedger) -> None:
     unknown = ledger.begin_submit(MODEL, {"prompt": "timed out"})
     rejected = ledger.begin_submit(MODEL, {"prompt": "refused"})
     assert ledger.mark_unknown(unknown, "no answer within 60 s")
@@ -127,7 +136,7 @@ def test_unknown_and_rejected_are_recorded_without_request_id(ledger: Ledger) ->
     assert ledger.get("req-x") is None
 
 
-def test_failed_and_cancelled(ledger: Ledger) -> None:
+def test_failed_and_cancelled(ledger: JobLedger) -> None:
     for n in (1, 2):
         ledger.mark_submitted(ledger.begin_submit(MODEL, {"n": n}), f"req-{n}", None)
     assert ledger.mark_failed("req-1", "CUDA out of memory")
@@ -139,7 +148,7 @@ def test_failed_and_cancelled(ledger: Ledger) -> None:
     assert ledger.unfinished() == []
 
 
-def test_calls_for_unknown_ids_change_nothing(ledger: Ledger) -> None:
+def test_calls_for_unknown_ids_change_nothing(ledger: JobLedger) -> None:
     assert ledger.get("never-submitted") is None
     assert ledger.get_row(12345) is None
     assert not ledger.mark_submitted(12345, "req-1", None)
@@ -149,10 +158,10 @@ def test_calls_for_unknown_ids_change_nothing(ledger: Ledger) -> None:
     assert ledger.list_jobs() == []
 
 
-def test_duplicate_request_id_is_refused(ledger: Ledger) -> None:
+def test_duplicate_request_id_is_refused(ledger: JobLedger) -> None:
     ledger.mark_submitted(ledger.begin_submit(MODEL, {}), "req-1", None)
     other = ledger.begin_submit(MODEL, {})
-    with pytest.raises(LedgerError, match="UNIQUE"):
+    with pytest.raises(LedgerError, match=r"(?i)unique"):
         ledger.mark_submitted(other, "req-1", None)
     row = ledger.get_row(other)
     assert row is not None and row.state == "submitting"  # the failed transaction was rolled back
@@ -161,9 +170,9 @@ def test_duplicate_request_id_is_refused(ledger: Ledger) -> None:
 # ---- listing --------------------------------------------------------------------------------------------------
 
 
-def test_list_jobs_filters_orders_newest_first_and_limits(path: Path) -> None:
+def test_list_jobs_filters_orders_newest_first_and_limits(backend: Backend) -> None:
     clock = FakeClock()
-    with Ledger(path, clock=clock) as ledger:
+    with backend.open(clock=clock) as ledger:
         ids = []
         for n, model in enumerate(["fal-ai/a", "fal-ai/b", "fal-ai/a", "fal-ai/b", "fal-ai/a"]):
             clock.now = 1_000.0 + 10 * n
@@ -188,15 +197,15 @@ def test_list_jobs_filters_orders_newest_first_and_limits(path: Path) -> None:
             ledger.list_jobs(limit=0)
 
 
-def test_same_second_submits_keep_insertion_order(path: Path) -> None:
-    with Ledger(path, clock=FakeClock()) as ledger:
+def test_same_second_submits_keep_insertion_order(backend: Backend) -> None:
+    with backend.open(clock=FakeClock()) as ledger:
         ids = [ledger.begin_submit(MODEL, {"n": n}) for n in range(3)]
         assert [r.id for r in ledger.list_jobs()] == ids[::-1]
 
 
-def test_unfinished_is_submitted_jobs_oldest_first(path: Path) -> None:
+def test_unfinished_is_submitted_jobs_oldest_first(backend: Backend) -> None:
     clock = FakeClock()
-    with Ledger(path, clock=clock) as ledger:
+    with backend.open(clock=clock) as ledger:
         for n in range(5):
             clock.now = 1_000.0 + n
             ledger.mark_submitted(ledger.begin_submit(MODEL, {"n": n}), f"req-{n}", n)
@@ -211,15 +220,15 @@ def test_unfinished_is_submitted_jobs_oldest_first(path: Path) -> None:
 # ---- durability and concurrency -------------------------------------------------------------------------------
 
 
-def test_result_is_served_after_a_restart(path: Path) -> None:
-    with Ledger(path) as first:
+def test_result_is_served_after_a_restart(backend: Backend) -> None:
+    with backend.open() as first:
         row_id = first.begin_submit(MODEL, {"prompt": "ünïcode ✓"})
         first.mark_submitted(row_id, "req-1", 0)
         first.store_result("req-1", {"video": {"url": "https://v3.fal.media/o.mp4"}}, ["https://v3.fal.media/o.mp4"])
         first.record_download("req-1", "https://v3.fal.media/o.mp4", "/tmp/o.mp4", "a" * 64, 123)
         before = first.get("req-1")
 
-    with Ledger(path) as second:
+    with backend.open() as second:
         after = second.get("req-1")
         assert after is not None
         assert after == before
@@ -228,7 +237,7 @@ def test_result_is_served_after_a_restart(path: Path) -> None:
         assert second.list_jobs(state="completed") == [after]
 
 
-def test_threads_share_one_ledger(ledger: Ledger) -> None:
+def test_threads_share_one_ledger(ledger: JobLedger) -> None:
     def work(n: int) -> None:
         for i in range(20):
             ledger.mark_submitted(ledger.begin_submit(MODEL, {"n": n}), f"t{n}-{i}", None)
@@ -244,11 +253,11 @@ def test_threads_share_one_ledger(ledger: Ledger) -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
-from server.jobs.ledger import Ledger
-path, tag, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+from tests.postgres import open_target
+target, tag, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
 while not go.exists():
     time.sleep(0.001)
-with Ledger(path) as ledger:  # both open the fresh file at once: creation races too
+with open_target(target) as ledger:  # both open the fresh ledger at once: creation races too
     for i in range(count):
         row = ledger.begin_submit("fal-ai/test", {"writer": tag, "i": i})
         ledger.mark_submitted(row, f"{tag}-{i}", i)
@@ -256,16 +265,16 @@ print("done", flush=True)
 """
 
 
-def test_two_processes_write_at_once(tmp_path: Path, path: Path) -> None:
+def test_two_processes_write_at_once(tmp_path: Path, backend: Backend) -> None:
     count, go = 100, tmp_path / "go"
-    writers = [run_python(WRITER, str(path), tag, str(count), str(go)) for tag in ("desktop", "cursor")]
+    writers = [run_python(WRITER, backend.target, tag, str(count), str(go)) for tag in ("desktop", "cursor")]
     time.sleep(0.3)  # let both interpreters start and wait on the go file
     go.touch()
     for writer in writers:
         out, err = writer.communicate(timeout=60)
         assert (writer.returncode, out.strip(), err) == (0, "done", "")
 
-    with Ledger(path) as ledger:
+    with backend.open() as ledger:
         rows = ledger.list_jobs(limit=10 * count)
     assert len(rows) == 2 * count
     assert len({r.id for r in rows}) == 2 * count
@@ -276,9 +285,8 @@ def test_two_processes_write_at_once(tmp_path: Path, path: Path) -> None:
 
 KILLED = """
 import sys
-from pathlib import Path
-from server.jobs.ledger import Ledger
-ledger = Ledger(Path(sys.argv[1]))
+from tests.postgres import open_target
+ledger = open_target(sys.argv[1])
 n = 0
 while True:
     row = ledger.begin_submit("fal-ai/test", {"n": n, "pad": "x" * 3000})
@@ -288,10 +296,10 @@ while True:
 
 
 @POSIX
-def test_sigkill_mid_write_loses_no_recorded_row(path: Path) -> None:
+def test_sigkill_mid_write_loses_no_recorded_row(backend: Backend) -> None:
     printed: list[int] = []
     for _ in range(3):  # several kills at random points of the write loop
-        child = run_python(KILLED, str(path))
+        child = run_python(KILLED, backend.target)
         assert child.stdout is not None
         seen = 0
         while seen < 150:
@@ -304,9 +312,10 @@ def test_sigkill_mid_write_loses_no_recorded_row(path: Path) -> None:
         printed.extend(int(line) for line in rest.split())
         assert child.returncode == -signal.SIGKILL
 
-    with Ledger(path) as ledger:
-        with closing(sqlite3.connect(path)) as probe:
-            assert probe.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with backend.open() as ledger:
+        if backend.name == "sqlite":
+            with closing(sqlite3.connect(backend.target)) as probe:
+                assert probe.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         missing = [row_id for row_id in printed if ledger.get_row(row_id) is None]
         assert missing == []
         assert ledger.get_row(ledger.begin_submit(MODEL, {})) is not None  # and it still takes writes
@@ -362,13 +371,35 @@ def test_foreign_sqlite_database_is_refused_and_left_unchanged(tmp_path: Path) -
     assert path.read_bytes() == content
 
 
-def test_new_file_is_initialised_at_schema_1(path: Path, ledger: Ledger) -> None:
+def test_new_file_is_initialised_at_the_current_schema(path: Path, sqlite_ledger: Ledger) -> None:
     probe = sqlite3.connect(path)
-    assert probe.execute("PRAGMA user_version").fetchone() == (1,)
+    assert probe.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
     assert probe.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     indexes = {name for (name,) in probe.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"jobs_request_id", "jobs_submitted_at", "jobs_state"} <= indexes
+    assert {"jobs_request_id", "jobs_submitted_at", "jobs_state", "jobs_updated_at"} <= indexes
+    columns = {row[1] for row in probe.execute("PRAGMA table_info(jobs)")}
+    assert {"watch_owner", "watch_until", "watch_kind"} <= columns
     probe.close()
+
+
+def test_a_schema_1_file_is_migrated_keeping_its_jobs(path: Path) -> None:
+    from server.jobs.ledger.sqlite_file import MIGRATIONS
+
+    path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(path)) as old:  # a ledger as the previous release wrote it
+        for statement in MIGRATIONS[0]:
+            old.execute(statement)
+        old.execute(
+            "INSERT INTO jobs (request_id, endpoint_id, state, input, submitted_at, updated_at)"
+            " VALUES ('req-old', 'fal-ai/x', 'submitted', '{}', 1.0, 1.0)"
+        )
+        old.execute("PRAGMA user_version = 1")
+        old.commit()
+    with Ledger(path) as ledger:
+        assert [row.request_id for row in ledger.unfinished()] == ["req-old"]
+        assert ledger.claim_wait("req-old", 30) == "taken"
+    with closing(sqlite3.connect(path)) as probe:
+        assert probe.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_empty_existing_file_becomes_a_ledger(tmp_path: Path) -> None:
@@ -389,7 +420,7 @@ def test_directory_and_files_are_private(path: Path) -> None:
             assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
 
 
-def test_closed_ledger_raises(ledger: Ledger) -> None:
+def test_closed_ledger_raises(ledger: JobLedger) -> None:
     ledger.close()
     ledger.close()  # idempotent
     with pytest.raises(LedgerError, match="closed"):
@@ -406,9 +437,9 @@ def test_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert default == tmp_path / "xdg" / "fal-queue-mcp" / "jobs.sqlite3"
 
 
-def test_stale_submitting_rows_are_settled_as_unknown(tmp_path: Path) -> None:
+def test_stale_submitting_rows_are_settled_as_unknown(backend: Backend) -> None:
     now = [1000.0]
-    with Ledger(tmp_path / "jobs.sqlite3", clock=lambda: now[0]) as ledger:
+    with backend.open(clock=lambda: now[0]) as ledger:
         old = ledger.begin_submit("fal-ai/veo3", {"prompt": "a"})
         now[0] = 2000.0
         fresh = ledger.begin_submit("fal-ai/veo3", {"prompt": "b"})
@@ -417,3 +448,26 @@ def test_stale_submitting_rows_are_settled_as_unknown(tmp_path: Path) -> None:
         assert old_row is not None and old_row.state == "unknown" and "may exist" in (old_row.error or "")
         assert fresh_row is not None and fresh_row.state == "submitting"
         assert ledger.mark_submitted(old, "late-id", None)  # a late answer still lands
+
+
+def test_every_writer_cuts_the_secrets_out(backend: Backend) -> None:
+    key = "sk-echoed-0123456789"
+    with backend.open(secrets=[key]) as ledger:
+        row_id = ledger.begin_submit(MODEL, {"prompt": f"my key {key}", key: "as a field name"})
+        assert ledger.mark_unknown(row_id, f"no answer (key {key})")
+        assert ledger.mark_submitted(row_id, "req-1", None)
+        assert ledger.store_result("req-1", {"video": {"url": f"https://x/{key}.mp4"}}, [f"https://x/{key}.mp4"])
+        assert ledger.record_download("req-1", f"https://x/{key}.mp4", f"/tmp/{key}.mp4", "0" * 64, 1)
+        other = ledger.begin_submit(MODEL, {})
+        ledger.mark_submitted(other, "req-2", None)
+        assert ledger.mark_failed("req-2", f"upstream said {key}")
+        rows = ledger.list_jobs()
+    assert rows and key not in repr(rows)
+    assert "[redacted]" in repr(rows)
+
+
+def test_lease_writes_skip_the_fsync_but_every_other_write_keeps_it(sqlite_ledger: Ledger) -> None:
+    sqlite_ledger.mark_submitted(sqlite_ledger.begin_submit(MODEL, {}), "req-1", None)
+    assert sqlite_ledger.claim_wait("req-1", 30) == "taken"
+    connection = sqlite_ledger._connection()
+    assert tuple(connection.execute("PRAGMA synchronous").fetchone()) == (2,)  # FULL again after the lease write

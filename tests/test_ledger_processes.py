@@ -1,4 +1,5 @@
-"""The ledger across real server processes: a SIGKILL mid-burst loses no accepted job; two servers share it."""
+"""The ledger across real server processes, on both backends: a SIGKILL mid-burst loses no accepted job; two
+servers share it."""
 
 from __future__ import annotations
 
@@ -12,26 +13,26 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from server.jobs.ledger import Ledger
 from server.sandbox import Sandbox
 from tests.helpers import INITIALIZED, SEED_INPUT, SEED_MODEL, initialize_request, jsonrpc_line, server_env
+from tests.postgres import Backend
 
 ROOT = Path(__file__).resolve().parents[1]
 BURST = 30
 
 
-def _env(sandbox: Sandbox, state_dir: Path) -> dict[str, str]:
-    return server_env(sandbox, state_dir, FAL_MCP_WATCH_JOBS="false")
+def _env(sandbox: Sandbox, backend: Backend) -> dict[str, str]:
+    return server_env(sandbox, FAL_MCP_WATCH_JOBS="false") | backend.env()
 
 
-def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, tmp_path: Path) -> None:
+def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, backend: Backend) -> None:
     sandbox.config.run_seconds = 60
     process = subprocess.Popen(
         [sys.executable, "-m", "server"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=_env(sandbox, tmp_path),
+        env=_env(sandbox, backend),
     )
     assert process.stdin is not None
     process.stdin.write(jsonrpc_line(initialize_request("burst")))
@@ -57,7 +58,7 @@ def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, tmp_path: Pat
 
     accepted = set(sandbox.jobs)
     assert accepted, "the burst never reached the sandbox"
-    with Ledger(Ledger.default_path(tmp_path)) as ledger:
+    with backend.open() as ledger:
         rows = ledger.list_jobs(limit=200)
     recorded = [row.request_id for row in rows if row.request_id is not None]
     pending = [row for row in rows if row.request_id is None]
@@ -72,11 +73,11 @@ def test_sigkill_mid_burst_loses_no_accepted_job(sandbox: Sandbox, tmp_path: Pat
     assert all(row.input["prompt"].startswith("burst ") for row in rows)
 
     # Started again, the server knows every recorded job by its request id alone, and lists every attempt.
-    anyio.run(_check_restart, sandbox, tmp_path, recorded, len(rows))
+    anyio.run(_check_restart, sandbox, backend, recorded, len(rows))
 
 
-async def _check_restart(sandbox: Sandbox, state_dir: Path, recorded: list[str], attempts: int) -> None:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "server"], env=_env(sandbox, state_dir))
+async def _check_restart(sandbox: Sandbox, backend: Backend, recorded: list[str], attempts: int) -> None:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "server"], env=_env(sandbox, backend))
     with anyio.fail_after(30):
         async with Client(params) as client:
             listed = (await client.call_tool("list_fal_jobs", {"limit": 200})).structured_content
@@ -87,8 +88,8 @@ async def _check_restart(sandbox: Sandbox, state_dir: Path, recorded: list[str],
 
 
 @pytest.mark.anyio
-async def test_two_server_processes_share_one_ledger(sandbox: Sandbox, tmp_path: Path) -> None:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "server"], env=_env(sandbox, tmp_path))
+async def test_two_server_processes_share_one_ledger(sandbox: Sandbox, backend: Backend) -> None:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "server"], env=_env(sandbox, backend))
     submitted: list[str] = []
 
     async def burst(client: Client, name: str) -> None:

@@ -1,4 +1,5 @@
-"""The job ledger through the tools: kept results, restarts, the watcher, list_fal_jobs, fal://jobs."""
+"""The job ledger through the tools, on both backends: kept results, restarts, the watcher, list_fal_jobs,
+fal://jobs."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ from typing import Any
 import anyio
 import pytest
 
-from server.jobs.ledger import Ledger
+from server.app import open_ledger
 from server.sandbox import Fault, Sandbox
+from server.settings import Settings
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of
+from tests.postgres import Backend
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(sandbox: Sandbox, backend: Backend) -> Settings:
+    return make_settings(sandbox, **backend.settings())
 
 
 async def _submit(client: Any, body: dict[str, Any] | None = None) -> str:
@@ -90,8 +98,8 @@ async def test_jobs_resources(sandbox: Sandbox, settings) -> None:
     assert one["input"] == SEED_INPUT and one["status"] == "submitted"
 
 
-async def test_submit_with_unknown_outcome_is_recorded_and_never_resent(sandbox: Sandbox) -> None:
-    settings = make_settings(sandbox, submit_timeout=0.5)
+async def test_submit_with_unknown_outcome_is_recorded_and_never_resent(sandbox: Sandbox, backend: Backend) -> None:
+    settings = make_settings(sandbox, **backend.settings(), submit_timeout=0.5)
     sandbox.inject(Fault("POST /fal-ai/", status=200, delay=2.0, body=b'{"request_id": "late"}'))
     async with connect(settings) as client:
         answer = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
@@ -102,19 +110,21 @@ async def test_submit_with_unknown_outcome_is_recorded_and_never_resent(sandbox:
     assert listed["count"] == 1 and "request_id" not in listed["jobs"][0]  # no answer, so no id
 
 
-async def test_refused_submit_is_recorded_as_rejected(sandbox: Sandbox) -> None:
-    settings = make_settings(sandbox, fal_key="not-the-key")
+async def test_refused_submit_is_recorded_as_rejected(sandbox: Sandbox, backend: Backend) -> None:
+    settings = make_settings(sandbox, **backend.settings(), fal_key="not-the-key")
     async with connect(settings) as client:
         answer = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
         listed = (await client.call_tool("list_fal_jobs", {"status": "rejected"})).structured_content
     assert answer.is_error and listed["count"] == 1
 
 
-async def test_the_watcher_keeps_results_nobody_asked_for(sandbox: Sandbox) -> None:
-    settings = make_settings(sandbox, watch_jobs=True, watch_first_interval=0.2, watch_max_interval=0.5)
+async def test_the_watcher_keeps_results_nobody_asked_for(sandbox: Sandbox, backend: Backend) -> None:
+    settings = make_settings(
+        sandbox, **backend.settings(), watch_jobs=True, watch_first_interval=0.2, watch_max_interval=0.5
+    )
     async with connect(settings) as client:
         request_id = await _submit(client)
-        ledger = Ledger(Ledger.default_path(settings.state_dir))
+        ledger = open_ledger(settings)
         with anyio.fail_after(15):
             while (row := ledger.get(request_id)) is None or row.state != "completed":
                 await anyio.sleep(0.2)
@@ -136,7 +146,7 @@ async def test_stored_input_never_keeps_data_uris_or_keys(sandbox: Sandbox, sett
     assert one["input"]["image_url"].startswith("data:image/png;base64,…") and len(one["input"]["image_url"]) < 100
 
 
-async def test_a_failing_watcher_never_takes_the_server_down(sandbox: Sandbox, monkeypatch) -> None:
+async def test_a_failing_watcher_never_takes_the_server_down(sandbox: Sandbox, backend: Backend, monkeypatch) -> None:
     from server import app
     from server.jobs.watcher import Watcher
 
@@ -145,15 +155,17 @@ async def test_a_failing_watcher_never_takes_the_server_down(sandbox: Sandbox, m
 
     monkeypatch.setattr(Watcher, "round", broken)
     monkeypatch.setattr(app, "WATCH_START_DELAY_SECONDS", 0.0)
-    async with connect(make_settings(sandbox, watch_jobs=True)) as client:
+    async with connect(make_settings(sandbox, **backend.settings(), watch_jobs=True)) as client:
         await anyio.sleep(0.3)  # the watcher has started and failed by now
         answer = await client.call_tool("list_fal_jobs", {})
     assert not answer.is_error
 
 
-async def test_the_watcher_leaves_jobs_being_waited_on_alone(sandbox: Sandbox) -> None:
+async def test_the_watcher_leaves_jobs_being_waited_on_alone(sandbox: Sandbox, backend: Backend) -> None:
     sandbox.config.run_seconds = 2.0
-    settings = make_settings(sandbox, watch_jobs=True, watch_first_interval=0.1, watch_max_interval=0.1)
+    settings = make_settings(
+        sandbox, **backend.settings(), watch_jobs=True, watch_first_interval=0.1, watch_max_interval=0.1
+    )
     async with connect(settings) as client:
         request_id = await _submit(client)
         answer = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})

@@ -15,14 +15,15 @@ from server.errors import InvalidRequestError, JobFailedError, NotFoundError
 from server.fal.ids import normalize_endpoint_id, validate_request_id
 from server.fal.outputs import find_media
 from server.fal.reports import StatusReport
+from server.jobs.following import follow, following
 from server.jobs.keeping import FINISHED
+from server.jobs.ledger import JobRow
 from server.jobs.waiting import WaitLimits
 from tools.answers import CancelAnswer, Outcome, ResultAnswer, StatusAnswer
 from tools.saving import save_media
 
 if TYPE_CHECKING:
     from server.app import Runtime
-    from server.jobs.ledger import JobRow
 
 # (elapsed seconds, total seconds, message): how a wait reports progress to whoever listens.
 Progress = Callable[[float, float, str], Awaitable[None]]
@@ -64,12 +65,10 @@ async def result(
     progress: Progress | None = None,
     download: bool = False,
 ) -> ResultAnswer:
-    # While this call follows the job (waiting, fetching, keeping the result) the watcher leaves it alone.
-    rt.jobs.followed.add(request_id)
-    try:
+    # While this call follows the job (waiting, fetching, keeping the result) the watcher leaves it alone, and
+    # a wait holds the job's lease, so no other instance follows it meanwhile.
+    async with following(rt.jobs, request_id):
         answer = await _result(rt, request_id, model, wait_seconds, progress)
-    finally:
-        rt.jobs.followed.discard(request_id)
     if download and answer.done:
         saved, problems, where = await save_media(rt, answer.request_id, answer.media)
         saved_text = f" Saved {len(saved)} file(s) under {where}." if saved else ""
@@ -84,13 +83,16 @@ async def _result(
     rt: Runtime, request_id: str, model: str | None, wait_seconds: float, progress: Progress | None
 ) -> ResultAnswer:
     request_id, endpoint_id, row = await _resolve(rt, request_id, model)
-    if row is not None and row.state == "completed" and row.result is not None:
-        return _done(request_id, endpoint_id, row.result, kept=True)
-    if row is not None and row.state in ("failed", "cancelled"):
-        raise JobFailedError(f"The job {row.state}: {row.error}")
+    if (kept := _kept_outcome(request_id, endpoint_id, row)) is not None:
+        return kept
     wait = min(max(wait_seconds, 0.0), rt.settings.max_wait_seconds)
     if wait > 0:
-        report = await _wait(rt, request_id, endpoint_id, wait, progress)
+        followed = await _wait(rt, request_id, endpoint_id, wait, progress)
+        if isinstance(followed, JobRow):  # another instance kept the outcome meanwhile
+            kept = _kept_outcome(request_id, endpoint_id, followed)
+            if kept is not None:
+                return kept
+        report = followed if isinstance(followed, StatusReport) else None
         if report is not None and report.failed:
             failure = _failure(report)
             await rt.jobs.keep_failure(request_id, failure)
@@ -102,6 +104,15 @@ async def _result(
         return output
     await rt.jobs.keep_output(request_id, output)
     return _done(request_id, endpoint_id, output, kept=False)
+
+
+def _kept_outcome(request_id: str, endpoint_id: str, row: JobRow | None) -> ResultAnswer | None:
+    """The answer for a job whose outcome the ledger keeps (a failure is raised); None while it has none."""
+    if row is not None and row.state == "completed" and row.result is not None:
+        return _done(request_id, endpoint_id, row.result, kept=True)
+    if row is not None and row.state in ("failed", "cancelled"):
+        raise JobFailedError(f"The job {row.state}: {row.error}")
+    return None
 
 
 async def _fetch(
@@ -134,7 +145,7 @@ async def _fetch(
 
 async def _wait(
     rt: Runtime, request_id: str, endpoint_id: str, seconds: float, progress: Progress | None
-) -> StatusReport | None:
+) -> StatusReport | JobRow | None:
     record = rt.jobs.memory.get(request_id)
     age = time.time() - record.submitted_at if record is not None and record.submitted_at is not None else None
     limits = WaitLimits(
@@ -152,7 +163,9 @@ async def _wait(
         if progress is not None:
             await progress(elapsed, seconds, _progress_message(rt, request_id, report))
 
-    return await rt.waiter.wait(endpoint_id, request_id, limits, on_update)
+    return await follow(
+        rt.jobs, rt.waiter, endpoint_id, request_id, limits, on_update, lease_seconds=rt.settings.watch_lease
+    )
 
 
 # ---- cancel --------------------------------------------------------------------------------------------------

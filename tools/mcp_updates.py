@@ -8,8 +8,9 @@
   channel (the stdio pipe, a stateful HTTP session's GET stream). Stateless HTTP has no such channel, so there
   the methods are not served and `resources.subscribe` is not declared at 2025-11-25.
 
-Changes come from `Jobs.on_change` (each ledger write that changed a job). They are queued, coalesced per job,
-and sent by a background task, so a slow client never holds up the code that changed the job.
+Changes come from `Jobs.events` (each ledger write that changed a job, in this process or, relayed, in another
+instance sharing the ledger). They are queued, coalesced per job, and sent by a background task, so a slow client
+never holds up the code that changed the job.
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ class JobUpdates:
     # ---- hearing of changes ----------------------------------------------------------------------------------
 
     def job_changed(self, request_id: str) -> None:
-        """A `Jobs.on_change` listener: note the change; `run` tells the clients."""
+        """A `Jobs.events` listener: note the change; `run` tells the clients."""
         self._pending[request_id] = None
         self._wake.set()
 
     async def run(self, jobs: Jobs) -> None:
         """Tell clients of every change to `jobs`, until cancelled (runs in the server's lifespan)."""
-        jobs.on_change.append(self.job_changed)
+        unsubscribe = jobs.events.subscribe(self.job_changed)
         try:
             while True:
                 await self._wake.wait()
@@ -64,7 +65,7 @@ class JobUpdates:
                     await self.resource_updated(job_uri(request_id))
                 await self.resource_updated(JOBS_URI)  # the recent-jobs list changed too
         finally:
-            jobs.on_change.remove(self.job_changed)
+            unsubscribe()
 
     async def resource_updated(self, uri: str) -> None:
         """Tell every listen stream (2026-07-28) and every subscribed connection (2025-11-25) following `uri`."""

@@ -59,11 +59,15 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 8.0
+USER_AGENT = "fal-queue-mcp/0.1"
 _DEADLINE_MARGIN = 0.05  # seconds kept back from a caller's deadline to report why the retries stopped
 
 
-def create_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The one pooled client for the server's lifetime: explicit timeouts, no redirects, no env proxies."""
+def create_http_client(settings: Settings, instance_id: str | None = None) -> httpx.AsyncClient:
+    """The one pooled client for the server's lifetime: explicit timeouts, no redirects, no env proxies.
+    `instance_id` (a random name, nothing secret) goes into the User-Agent, so requests of several instances
+    sharing one account can be told apart."""
+    agent = USER_AGENT + (f" instance/{instance_id}" if instance_id else "")
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
         limits=httpx.Limits(
@@ -71,7 +75,7 @@ def create_http_client(settings: Settings) -> httpx.AsyncClient:
         ),
         follow_redirects=False,
         trust_env=False,
-        headers={"User-Agent": "fal-queue-mcp/0.1", "Accept": "application/json"},
+        headers={"User-Agent": agent, "Accept": "application/json"},
     )
 
 

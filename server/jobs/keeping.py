@@ -1,8 +1,9 @@
-"""The job lifecycle, one home: the durable ledger, this process's memory of each job, and which jobs a wait
-is following. Protocol-free; every ledger call runs in a worker thread, so the event loop never waits on it.
+"""The job lifecycle, one home: the durable ledger, this process's memory of each job, which jobs a wait
+is following, and the job changes it publishes. Protocol-free; every ledger call runs in a worker thread, so the
+event loop never waits on it.
 
 A row is written before a submit is sent and settled whatever happens to the submit; a result or failure is
-kept the first time it is seen, so it outlives fal's short retention.
+kept the first time it is seen, so it outlives fal's short retention. Each change is published on `events`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import functools
 import json
 import logging
 import re
+import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,10 +23,11 @@ import anyio
 from server.errors import FalError, JobFailedError, SubmitOutcomeUnknownError, redact
 from server.fal.outputs import find_media
 from server.fal.reports import SubmitReceipt
+from server.jobs.events import JobEvents
 from server.jobs.memory import JobRegistry
 
 if TYPE_CHECKING:
-    from server.jobs.ledger import JobRow, Ledger
+    from server.jobs.ledger import JobLedger, JobRow
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +38,28 @@ FINISHED = frozenset({"completed", "failed", "cancelled"})
 
 
 class Jobs:
-    def __init__(self, open_ledger: Callable[[], Ledger], *, secrets: list[str], max_stored_result_bytes: int) -> None:
+    def __init__(
+        self, open_ledger: Callable[[], JobLedger], *, secrets: list[str], max_stored_result_bytes: int
+    ) -> None:
         self._open_ledger = open_ledger
-        self._ledger: Ledger | None = None
+        self._ledger: JobLedger | None = None
+        self._opening = threading.Lock()
         self._secrets = secrets
         self._max_stored_result_bytes = max_stored_result_bytes
         self.memory = JobRegistry()
-        # Jobs a get_fal_result wait is following right now: the watcher leaves them alone (no double polling).
-        self.followed: set[str] = set()
-        # Called with the request id after each ledger write that changed that job (submitted, outcome or download
-        # kept); synchronous, on the event loop, quick. Telling clients (tools/mcp_updates.py) listens here.
-        self.on_change: list[Callable[[str], None]] = []
+        self.events = JobEvents()
+        # Jobs get_fal_result waits of this process follow right now, and how many waits each: the watcher leaves
+        # them alone (no double polling), and the last wait to end gives the job's lease back.
+        self.followed: Counter[str] = Counter()
+        self.wait_leases: set[str] = set()  # jobs whose lease a wait of this process took (see jobs.following)
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> JobLedger:
         """Opened on first use: the first `tools/list` answer needs no SQLite."""
         if self._ledger is None:
-            self._ledger = self._open_ledger()
+            with self._opening:  # worker threads may ask at once
+                if self._ledger is None:
+                    self._ledger = self._open_ledger()
         return self._ledger
 
     async def db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -58,7 +67,14 @@ class Jobs:
         return await anyio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
 
     def close(self) -> None:
+        """Give this instance's leases back (its jobs are followed elsewhere at once), then close the ledger."""
         if self._ledger is not None:
+            from server.jobs.ledger import LedgerError  # loaded already: the ledger is open
+
+            try:
+                self._ledger.release_all()
+            except LedgerError as exc:
+                log.warning("could not give the job leases back (they expire by themselves): %s", exc)
             self._ledger.close()
 
     # ---- reading ---------------------------------------------------------------------------------------------
@@ -141,12 +157,8 @@ class Jobs:
             self.changed(request_id)
 
     def changed(self, request_id: str) -> None:
-        """Tell every `on_change` listener; one that raises is logged and skipped."""
-        for listener in list(self.on_change):
-            try:
-                listener(request_id)
-            except Exception:
-                log.exception("a job change listener failed")
+        """Publish a change this process made to the job on `events` (listeners there also hear other instances')."""
+        self.events.publish(request_id)
 
 
 class RowHandle:

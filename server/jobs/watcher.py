@@ -2,7 +2,9 @@
 nobody asks in time (fal discards results within the hour).
 
 Each job is checked on the same adaptive policy as a wait (first check soon after submit, then backing off
-to a capped interval), a bounded number of jobs per round, and jobs older than a limit are left alone.
+to a capped interval), a bounded number of jobs per round, and jobs older than a limit are left alone. Every
+round claims (or renews) the leases of the jobs it checks, so when several instances share a ledger each job is
+watched by one of them, and the jobs of an instance that died are taken over once their leases expire.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import anyio
 from server.errors import FalError, JobFailedError
 from server.fal.client import FalQueueClient
 from server.jobs.keeping import Jobs
-from server.jobs.ledger import JobRow
+from server.jobs.ledger import JobRow, LedgerError
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,10 @@ class Watcher:
 
     async def run(self) -> None:
         while True:
-            await self.round()
+            try:
+                await self.round()
+            except LedgerError as exc:  # a passing database problem (a shared database restarting): next round
+                log.warning("watching jobs: %s", exc)
             await anyio.sleep(TICK_SECONDS)
 
     async def round(self) -> int:
@@ -49,7 +54,13 @@ class Watcher:
         now = self._clock()
         # A submit outlives neither its timeout nor its retries; a row still 'submitting' after that is orphaned.
         await jobs.db(jobs.ledger.settle_stale_submits, now - STALE_SUBMIT_MARGIN - _submit_budget(settings))
-        rows = await jobs.db(jobs.ledger.unfinished, limit=settings.watch_max_jobs)
+        # Only the jobs this instance holds the lease of (claimed or renewed now): one follower per job.
+        rows = await jobs.db(
+            jobs.ledger.claim_watch,
+            settings.watch_lease,
+            limit=settings.watch_max_jobs,
+            submitted_since=now - settings.watch_max_age,
+        )
         checked = 0
         live = set()
         for row in rows:
@@ -59,8 +70,8 @@ class Watcher:
             if row.request_id in jobs.followed:
                 continue  # a wait is following it and will keep its result
             due = self._next.setdefault(row.request_id, row.submitted_at + settings.watch_first_interval)
-            if due > now:
-                continue
+            if due > now or not await self._still_leased(row.request_id):
+                continue  # not due; or a wait (of any instance) took the job over since the claim, and follows it
             checked += 1
             try:
                 finished = await self.check(row)
@@ -98,6 +109,13 @@ class Watcher:
             return False
         await self._jobs.keep_output(row.request_id, fetched.output)
         return True
+
+    async def _still_leased(self, request_id: str) -> bool:
+        """One cheap ledger read saves an upstream request: between a round's claim and a check, a wait may take
+        the job (its lease), and then it alone asks the upstream."""
+        ledger = self._jobs.ledger
+        lease = await self._jobs.db(ledger.lease, request_id)
+        return lease is not None and lease.owner == ledger.instance and lease.kind == "watch"
 
 
 def _submit_budget(settings: Settings) -> float:

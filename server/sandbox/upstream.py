@@ -72,9 +72,18 @@ class SeenRequest:
     host: str
     authorization: str | None
     body: bytes
+    user_agent: str | None = None
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    @property
+    def instance(self) -> str | None:
+        """The server instance that sent it (its User-Agent's `instance/<id>`), to tell instances apart."""
+        for part in (self.user_agent or "").split():
+            if part.startswith("instance/"):
+                return part.removeprefix("instance/")
+        return None
 
 
 @dataclass
@@ -255,6 +264,7 @@ class Sandbox:
                     host=request.headers.get("host", ""),
                     authorization=request.headers.get("authorization"),
                     body=body,
+                    user_agent=request.headers.get("user-agent"),
                 )
             )
 

@@ -1,0 +1,243 @@
+"""The job ledger's interface, shared by its two backends (SQLite, embedded; PostgreSQL, for several instances).
+
+Protocol-free (no MCP, no HTTP). A row is written *before* a submit is sent and updated as the job moves on, so
+no request id or result is lost across restarts. Calls are synchronous and thread-safe; async callers run them
+in a worker thread. Callers pass only the model input, never a key, and cap sizes; still, every text a writer
+stores (inputs, reasons, results, URLs) has the secrets given at opening cut out first, since much of it comes
+from an upstream that may echo the key back.
+
+Leases make one instance the follower of each unfinished job: the watcher claims the jobs it will check (and
+renews them every round), a `get_fal_result` wait takes its job's lease (from a watcher too), storing an outcome
+clears it, and a lease its holder stopped renewing (a killed instance) expires and is taken over. Lease times
+are on the database's clock, so instances on machines whose clocks disagree still agree on expiry.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from server.errors import redact, scrub_secrets
+
+STATES = frozenset({"submitting", "submitted", "unknown", "rejected", "completed", "failed", "cancelled"})
+# Both backends number their migrations alike: schema 1 is the jobs table, schema 2 adds the lease columns.
+SCHEMA_VERSION = 2
+COLUMNS = (
+    "id",
+    "request_id",
+    "endpoint_id",
+    "state",
+    "input",
+    "submitted_at",
+    "updated_at",
+    "queue_position",
+    "error",
+    "result",
+    "result_at",
+    "media_urls",
+    "downloads",
+)
+JSON_COLUMNS = ("input", "result", "media_urls", "downloads")
+
+LeaseKind = Literal["watch", "wait"]
+# What a wait found when it asked for its job's lease: it follows the job now ('taken'), another instance's wait
+# follows it ('busy'), or the ledger has no unfinished row to lease (no such job, or already finished).
+WaitClaim = Literal["taken", "busy", "untracked"]
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used; the message says what is wrong and what to do (and never holds a password)."""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    request_id: str | None
+    endpoint_id: str
+    state: str  # one of STATES
+    input: dict[str, Any]
+    submitted_at: float
+    updated_at: float
+    queue_position: int | None
+    error: str | None
+    result: dict[str, Any] | None
+    result_at: float | None
+    media_urls: list[str]
+    downloads: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: str  # the instance following the job
+    kind: LeaseKind
+    seconds_left: float  # negative once expired
+
+
+def new_instance_id() -> str:
+    """A random name for one running server: its leases' owner, and how the upstream can tell instances apart."""
+    return secrets.token_hex(4)
+
+
+class JobLedger(ABC):
+    """Mutators return whether a row changed: False for an unknown id or a transition that no longer applies.
+
+    `instance` names this server process: the owner of the leases it takes through this ledger.
+    """
+
+    instance: str
+    _secrets: Sequence[str] = ()
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the ledger lives, for messages (a path, or a database URL without its password)."""
+
+    # ---- submitting: keyed by row id, since there is no request id yet ---------------------------------------
+
+    @abstractmethod
+    def begin_submit(self, endpoint_id: str, input: dict[str, Any]) -> int:
+        """Record a job about to be submitted (state 'submitting'). Committed before this returns."""
+
+    @abstractmethod
+    def mark_submitted(self, row_id: int, request_id: str, queue_position: int | None) -> bool:
+        """The upstream accepted the job. Also allowed after mark_unknown, should the request id turn up later."""
+
+    @abstractmethod
+    def mark_unknown(self, row_id: int, reason: str) -> bool:
+        """The submit's outcome is unknown (timeout, dropped answer): a job may be running and billed."""
+
+    @abstractmethod
+    def mark_rejected(self, row_id: int, reason: str) -> bool:
+        """The upstream surely refused the submit (4xx, connect error): nothing was started."""
+
+    @abstractmethod
+    def settle_stale_submits(self, older_than: float) -> int:
+        """Rows still 'submitting' since before `older_than` (epoch) belong to a process that died mid-submit:
+        mark them 'unknown' (the job may exist). Returns how many were settled."""
+
+    # ---- after the submit: keyed by request id ---------------------------------------------------------------
+
+    @abstractmethod
+    def store_result(self, request_id: str, result: dict[str, Any], media_urls: list[str]) -> bool:
+        """Keep the output (state 'completed') and end any lease. The first stored result wins."""
+
+    @abstractmethod
+    def mark_failed(self, request_id: str, error: str, *, cancelled: bool = False) -> bool:
+        """State 'failed' (or 'cancelled') and end any lease; never overrides a stored result."""
+
+    @abstractmethod
+    def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> bool:
+        """Add a downloaded file; a new download to the same path replaces the old entry."""
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def get(self, request_id: str) -> JobRow | None: ...
+
+    @abstractmethod
+    def get_row(self, row_id: int) -> JobRow | None: ...
+
+    @abstractmethod
+    def list_jobs(
+        self, *, state: str | None = None, endpoint_id: str | None = None, since: float | None = None, limit: int = 20
+    ) -> list[JobRow]:
+        """Jobs newest first; `since` keeps those submitted at or after that epoch time."""
+
+    @abstractmethod
+    def unfinished(self, *, limit: int = 100) -> list[JobRow]:
+        """Jobs submitted but not yet completed, failed or cancelled, oldest first."""
+
+    # ---- leases: one follower per job ------------------------------------------------------------------------
+
+    @abstractmethod
+    def claim_watch(self, lease_seconds: float, *, limit: int, submitted_since: float) -> list[JobRow]:
+        """Lease up to `limit` unfinished jobs submitted at or after `submitted_since` to this instance's watcher,
+        oldest first: those nobody holds, whose lease expired, or that this watcher holds already (renewed).
+        Jobs another instance holds are skipped, never waited for. Returns the jobs held, each now for
+        `lease_seconds` more."""
+
+    @abstractmethod
+    def claim_wait(self, request_id: str, lease_seconds: float) -> WaitClaim:
+        """Take the job's lease for a wait of this instance. A watcher's lease is taken over (the wait follows
+        the job more closely); another instance's unexpired wait keeps it ('busy')."""
+
+    @abstractmethod
+    def renew_wait(self, request_id: str, lease_seconds: float) -> bool:
+        """Extend this instance's wait lease; False once it is no longer held (expired and taken, or finished)."""
+
+    @abstractmethod
+    def release(self, request_id: str) -> bool:
+        """Give up this instance's lease on the job, so any instance's watcher may claim it at once."""
+
+    @abstractmethod
+    def release_all(self) -> int:
+        """Give up every lease this instance holds (at shutdown). Returns how many."""
+
+    @abstractmethod
+    def lease(self, request_id: str) -> Lease | None:
+        """Who follows the job now, if anyone (expired leases included, with negative seconds left)."""
+
+    # ---- changes made by other instances ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def relay_changes(self, publish: Callable[[str], None]) -> None:
+        """Run until cancelled, calling `publish(request_id)` (on the caller's event loop) for each job whose row
+        another instance changed. Changes this instance makes are its own to publish. At least once: a change may
+        be relayed twice, or late after a lost connection; never crashes on a broken database (it retries)."""
+
+    # ---- lifetime --------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Idempotent; any later call raises LedgerError."""
+
+    def __enter__(self) -> JobLedger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---- what writers store: the secrets cut out ---------------------------------------------------------------
+
+    def _text(self, text: str) -> str:
+        for secret in self._secrets:
+            text = redact(text, secret)
+        return text
+
+    def _json(self, value: object) -> str:
+        return dumps(scrub_secrets(value, self._secrets) if self._secrets else value)
+
+    def _download_entries(self, current: str, url: str, path: str, sha256: str, size: int) -> str:
+        """The downloads JSON list with a new entry; an older entry for the same path is replaced."""
+        entry = scrub_secrets({"url": url, "path": path, "sha256": sha256, "size": size}, self._secrets)
+        return dumps([d for d in json.loads(current) if d.get("path") != entry["path"]] + [entry])
+
+
+# ---- shared by the backends -----------------------------------------------------------------------------------
+
+
+def job_row(values: Mapping[str, Any]) -> JobRow:
+    decoded = {name: values[name] for name in COLUMNS}
+    for key in JSON_COLUMNS:
+        if decoded[key] is not None:
+            decoded[key] = json.loads(decoded[key])
+    return JobRow(**decoded)
+
+
+def dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def check_limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    return limit
+
+
+def check_state(state: str | None) -> None:
+    if state is not None and state not in STATES:
+        raise ValueError(f"unknown state {state!r}; one of {', '.join(sorted(STATES))}")

@@ -1,0 +1,77 @@
+"""PostgreSQL for the tests: one local cluster per session, a fresh database per test, and `backend`, which runs
+a test once on each ledger backend (SQLite and PostgreSQL).
+
+Without the PostgreSQL binaries (or psycopg) the PostgreSQL cases are skipped, unless FAL_MCP_REQUIRE_POSTGRES=1
+(set by CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.jobs.ledger import JobLedger, SqliteLedger
+from tests.local_postgres import LocalPostgres, unavailable
+
+REQUIRE_VARIABLE = "FAL_MCP_REQUIRE_POSTGRES"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    problem = unavailable()
+    if problem is not None:
+        if os.environ.get(REQUIRE_VARIABLE) == "1":
+            pytest.fail(f"{REQUIRE_VARIABLE}=1 but PostgreSQL cannot run here: {problem}")
+        pytest.skip(problem)
+    with LocalPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> str:
+    """The URL of a fresh, empty database (its password is never needed: trust authentication)."""
+    return postgres_server.create_database()
+
+
+@dataclass
+class Backend:
+    """Where a test's ledger lives: a SQLite file or a PostgreSQL database."""
+
+    name: str  # "sqlite" or "postgres"
+    target: str  # the file's path, or the database URL
+
+    def open(self, **options: Any) -> JobLedger:
+        return open_target(self.target, **options)
+
+    def settings(self) -> dict[str, Any]:
+        """Settings overrides that put a server's ledger here."""
+        if self.name == "postgres":
+            return {"database_url": self.target}
+        return {"state_dir": Path(self.target).parent}
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that put a server process's ledger here."""
+        if self.name == "postgres":
+            return {"FAL_MCP_DATABASE_URL": self.target}
+        return {"FAL_MCP_STATE_DIR": str(Path(self.target).parent)}
+
+
+def open_target(target: str, **options: Any) -> JobLedger:
+    """A ledger on a SQLite path or a PostgreSQL URL (subprocess scripts use this too)."""
+    if target.startswith(("postgresql://", "postgres://")):
+        from server.jobs.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(target, **options)
+    return SqliteLedger(Path(target), **options)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "postgres":
+        return Backend("postgres", request.getfixturevalue("postgres_url"))
+    return Backend("sqlite", str(tmp_path / "state" / "jobs.sqlite3"))
