@@ -59,3 +59,24 @@ RUN_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: n for n, name in enumerate(RUN_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(RUN_FIRST)))  # stable: a file keeps its order
+
+
+UNGROUPED: list[str] = []  # grouped tests that --dist loadgroup failed to group (see below)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker under --dist loadgroup, each grouped test's id must carry its group (pytest-xdist marks
+    it so for the scheduler). Without it the groups are silently ignored (pytest-xdist#1386, with pytest 9.2), and
+    every worker runs the costly module fixtures again: the grouped tests then fail, saying why."""
+    config = session.config
+    if hasattr(config, "workerinput") and config.getoption("loadgroup", default=False):
+        UNGROUPED.extend(
+            item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+        )
+
+
+@pytest.fixture(autouse=True)
+def _grouped_as_marked(request: pytest.FixtureRequest) -> None:
+    if UNGROUPED and request.node.get_closest_marker("xdist_group"):
+        pytest.fail(f"--dist loadgroup did not group {UNGROUPED[0]} (pytest-xdist#1386): install the pinned pytest")

@@ -25,6 +25,7 @@ SEED_INPUT: dict[str, Any] = {
     "duration": "5",
     "aspect_ratio": "16:9",
 }
+TOOLS_LIST_LIMIT_BYTES = 16384  # what an assistant's context pays for the tools, every conversation
 
 
 def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
@@ -79,6 +80,12 @@ def _validator(schema: dict[str, Any] | None) -> Any:
 async def connect(settings: Settings) -> AsyncIterator[Any]:
     async with Client(create_server(settings)) as client:
         yield CheckedClient(client)
+
+
+async def tools_list_wire(client: Any) -> str:
+    """The `tools/list` answer as compact JSON, the size a client receives (and an assistant's context pays)."""
+    listed = await client.list_tools()
+    return json.dumps(listed.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -321,7 +321,9 @@ async def test_urls_in_upstream_answers_are_never_fetched(
         upstream.inject(
             Fault(f"GET /fal-ai/kling-video/requests/{lured}", status=200, body=json.dumps(output).encode())
         )
-        result = collected.tool(await client.call_tool("get_fal_result", {"request_id": lured, "wait_seconds": 1}))
+        # no wait: the answer must not depend on how soon a loaded machine gets to its first status poll
+        result = collected.tool(await client.call_tool("get_fal_result", {"request_id": lured}))
+        assert not result.is_error, result.content
         assert result.structured_content["done"] is True  # the evil URL is reported as output, not fetched
         upstream.inject(Fault(f"/requests/{lured}/cancel", status=202, body=json.dumps(foreign).encode()))
         collected.tool(await client.call_tool("cancel_fal_job", {"request_id": lured}))

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import connect
+from tests.helpers import TOOLS_LIST_LIMIT_BYTES, connect, tools_list_wire
 
 pytestmark = pytest.mark.anyio
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"
-TOOLS_LIST_LIMIT_BYTES = 16384  # what an assistant's context pays for the tools, every conversation
 
 
 def _render(tool: dict[str, Any]) -> str:
@@ -49,9 +48,8 @@ async def test_each_tool_matches_its_snapshot(settings) -> None:
 
 async def test_the_whole_tools_list_stays_small(settings) -> None:
     async with connect(settings) as client:
-        listed = await client.list_tools()
-    wire = json.dumps(listed.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
-    assert len(wire.encode()) < TOOLS_LIST_LIMIT_BYTES
+        wire = await tools_list_wire(client)
+    assert len(wire.encode()) < TOOLS_LIST_LIMIT_BYTES, len(wire.encode())
 
 
 def test_snapshots_are_stored_as_written() -> None:

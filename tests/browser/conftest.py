@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +55,31 @@ POLL_FIRST_SECONDS = 0.5
 POLL_MAX_SECONDS = 1.0
 
 
-@pytest.fixture(scope="module")
-def mcp_url(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def _serving_views(host_bundle: Path, log: Path, run_seconds: float) -> Iterator[dict[str, str]]:
+    """The server under test (its sandbox's jobs running `run_seconds`) behind the host page's server: the host
+    page's origin, the view's sandbox origin, and the server's own MCP URL."""
     env = clean_env(
         FAL_MCP_POLL_FIRST_INTERVAL=str(POLL_FIRST_SECONDS),
         FAL_MCP_POLL_MAX_INTERVAL=str(POLL_MAX_SECONDS),
     )
-    log = tmp_path_factory.mktemp("server") / "stderr.log"
-    with harness.running_server(env, log, "--sandbox-queue-seconds", "0.5", "--sandbox-run-seconds", "3") as url:
-        yield url
+    args = ("--sandbox-queue-seconds", "0.5", "--sandbox-run-seconds", str(run_seconds))
+    with harness.running_server(env, log, *args) as url, harness.serving(harness.host_app(host_bundle, url)) as port:
+        yield {"host": f"http://localhost:{port}", "sandbox": f"http://127.0.0.1:{port}", "mcp": url}
 
 
 @pytest.fixture(scope="module")
-def origins(host_bundle: Path, mcp_url: str) -> Iterator[dict[str, str]]:
-    with harness.serving(harness.host_app(host_bundle, mcp_url)) as port:
-        yield {"host": f"http://localhost:{port}", "sandbox": f"http://127.0.0.1:{port}"}
+def origins(host_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with _serving_views(host_bundle, tmp_path_factory.mktemp("server") / "stderr.log", run_seconds=3) as origins:
+        yield origins
+
+
+@pytest.fixture(scope="module")
+def slow_origins(host_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Like `origins`, with jobs that run for minutes: a cancel always reaches a running job, however slow the
+    machine is (a 3-second job could finish before the click's cancel_fal_job arrives)."""
+    with _serving_views(host_bundle, tmp_path_factory.mktemp("server") / "stderr.log", run_seconds=600) as origins:
+        yield origins
 
 
 @pytest.fixture(scope="module")

@@ -156,9 +156,9 @@ def test_job_view_follows_the_job_then_plays_its_video(page: Any, origins: dict[
     assert page.evaluate("window.hostState.teardown()") == {}
 
 
-def test_cancel_button_cancels_the_running_job(page: Any, origins: dict[str, str]) -> None:
+def test_cancel_button_cancels_the_running_job(page: Any, slow_origins: dict[str, str]) -> None:
     args = {"model": SEED_MODEL, "input": {"prompt": "Cancel me", "image_url": IMAGE_URL}}
-    view = _open_view(page, origins, "submit_fal_job", args)
+    view = _open_view(page, slow_origins, "submit_fal_job", args)
     harness.wait_until(view, "!document.getElementById('cancel').hidden", what="the cancel button")
     view.click("#cancel")
     seen = _watch(view)
@@ -183,11 +183,11 @@ def test_teardown_stops_the_polling(page: Any, origins: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def finished_jobs(mcp_url: str) -> dict[str, str]:
+def finished_jobs(origins: dict[str, str]) -> dict[str, str]:
     """A finished video job and a finished image job, made by a plain MCP client over HTTP."""
 
     async def make() -> dict[str, str]:
-        async with Client(mcp_url) as client:
+        async with Client(origins["mcp"]) as client:
             ids = {}
             for kind, model, prompt in (("video", SEED_MODEL, PROMPT), ("image", IMAGE_MODEL, "A red kite")):
                 job_input = {"prompt": prompt, "image_url": IMAGE_URL} if kind == "video" else {"prompt": prompt}
