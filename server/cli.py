@@ -104,6 +104,7 @@ def _main(argv: Sequence[str] | None, startup: StartupGC) -> int:
 
         return run_demo()
     from server.settings import Settings, SettingsError
+
     # stdout belongs to JSON-RPC: every log line goes to stderr.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sandbox: Sandbox | None = None
