@@ -90,6 +90,12 @@ class CancelUnsupportedError(FalError):
     kind = "cancel_unsupported"
 
 
+class DownloadError(FalError):
+    """A media file was not saved: the message says what went wrong and what to do; nothing is left behind."""
+
+    kind = "download"
+
+
 def redact(text: str, secret: str | None) -> str:
     """Remove every occurrence of the secret (and of each half of an id:secret pair) from `text`."""
     if not secret:

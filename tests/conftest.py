@@ -29,3 +29,33 @@ def sandbox() -> Iterator[Sandbox]:
 @pytest.fixture
 def settings(sandbox: Sandbox) -> Settings:
     return make_settings(sandbox)
+
+
+# `pytest -n auto` (pyproject: --dist loadgroup --no-loadscope-reorder) hands tests to the workers one at a time in
+# collection order, except that the tests of one xdist_group (a module whose tests share a costly fixture) go to one
+# worker together. These files, whose tests take many seconds (real server processes, long jobs, a browser), are
+# handed out first, the longest first, so that the workers finish together rather than one of them running a long
+# test alone at the end. Any other file follows in its usual order.
+RUN_FIRST = (
+    "test_scale_out.py",
+    "test_fuzz.py",
+    "test_viewer_browser.py",
+    "test_conformance.py",
+    "test_examples.py",
+    "test_ledger_processes.py",
+    "test_cli.py",
+    "test_bundle.py",
+    "test_hostile_http.py",
+    "test_stdin_garbage.py",
+    "test_fault_matrix.py",
+    "test_job_updates.py",
+    "test_stdio.py",
+    "test_ledger_postgres.py",
+    "test_key_confinement.py",
+    "test_job_events.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(RUN_FIRST)))  # stable: a file keeps its order

@@ -58,11 +58,21 @@ class CheckedClient:
     async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         if not self._schemas:
             listed = await self._client.list_tools()
-            self._schemas = {tool.name: tool.output_schema for tool in listed.tools}
+            self._schemas = {tool.name: _validator(tool.output_schema) for tool in listed.tools}
         result = await self._client.call_tool(name, arguments, **kwargs)
         if not result.is_error and self._schemas.get(name) is not None:
-            jsonschema.validate(result.structured_content, self._schemas[name])
+            self._schemas[name].validate(result.structured_content)
         return result
+
+
+def _validator(schema: dict[str, Any] | None) -> Any:
+    """What `jsonschema.validate` checks, with the schema itself checked once rather than on every call (that
+    check cost more than the call)."""
+    if schema is None:
+        return None
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
 
 
 @asynccontextmanager

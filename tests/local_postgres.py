@@ -81,6 +81,18 @@ class LocalPostgres:
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "60", "start")
         return self
 
+    @classmethod
+    def attach(cls, root: Path, port: int) -> LocalPostgres:
+        """The cluster another LocalPostgres started in `root` (`.root`), listening on `port`."""
+        server = cls()
+        server._root, server.port = root, port
+        return server
+
+    @property
+    def root(self) -> Path | None:
+        """The cluster's directory (data, socket, log) while it runs."""
+        return self._root
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
 

@@ -1,5 +1,6 @@
-"""PostgreSQL for the tests: one local cluster per session, a fresh database per test, and `backend`, which runs
-a test once on each ledger backend (SQLite and PostgreSQL).
+"""PostgreSQL for the tests: one local cluster per run, shared by the xdist workers (started by the first one that
+needs it, stopped by the controlling process at the end), a fresh database per test, and `backend`, which runs a
+test once on each ledger backend (SQLite and PostgreSQL).
 
 Without the PostgreSQL binaries (or psycopg) the PostgreSQL cases are skipped, unless FAL_MCP_REQUIRE_POSTGRES=1
 (set by CI) makes that a failure.
@@ -7,7 +8,11 @@ Without the PostgreSQL binaries (or psycopg) the PostgreSQL cases are skipped, u
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,27 @@ from server.jobs.ledger import JobLedger, SqliteLedger
 from tests.local_postgres import LocalPostgres, unavailable
 
 REQUIRE_VARIABLE = "FAL_MCP_REQUIRE_POSTGRES"
+# Set by the controlling pytest process for its xdist workers (they inherit its environment): the folder where
+# the run's cluster is described (cluster.json) once a worker started it.
+SHARED_VARIABLE = "PYTEST_FAL_MCP_POSTGRES"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controlling process (or the only one, without -n)
+        os.environ[SHARED_VARIABLE] = tempfile.mkdtemp(prefix="fal-mcp-pg-run-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    shared = os.environ.pop(SHARED_VARIABLE, None)
+    if shared is None:
+        return
+    described = Path(shared) / "cluster.json"
+    if described.exists():
+        cluster = json.loads(described.read_text())
+        LocalPostgres.attach(Path(cluster["root"]), cluster["port"]).stop()
+    shutil.rmtree(shared, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +54,25 @@ def postgres_server() -> Iterator[LocalPostgres]:
         if os.environ.get(REQUIRE_VARIABLE) == "1":
             pytest.fail(f"{REQUIRE_VARIABLE}=1 but PostgreSQL cannot run here: {problem}")
         pytest.skip(problem)
-    with LocalPostgres() as server:
-        yield server
+    shared = os.environ.get(SHARED_VARIABLE)
+    if shared is None:  # loaded some other way: a cluster of this session's own
+        with LocalPostgres() as server:
+            yield server
+        return
+    yield shared_cluster(Path(shared))
+
+
+def shared_cluster(folder: Path) -> LocalPostgres:
+    """The run's cluster: started by the first worker to ask (the others wait on the lock), then attached to."""
+    with (folder / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        described = folder / "cluster.json"
+        if described.exists():
+            cluster = json.loads(described.read_text())
+            return LocalPostgres.attach(Path(cluster["root"]), cluster["port"])
+        server = LocalPostgres().start()
+        described.write_text(json.dumps({"root": str(server.root), "port": server.port}))
+        return server
 
 
 @pytest.fixture

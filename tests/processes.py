@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -30,8 +31,16 @@ class Process:
         stdin: int = subprocess.PIPE
         if tty:
             self._tty_master, stdin = pty.openpty()
+        # A session (process group) of its own: close() ends whatever it started too (`uv run` starts the server as
+        # a child, which would otherwise outlive it holding the output pipes open).
         self.popen = subprocess.Popen(
-            args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd
+            args,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
         )
         if tty:
             os.close(stdin)
@@ -99,10 +108,11 @@ class Process:
         return code
 
     def close(self) -> None:
-        """End the process if it still runs, and collect the rest of its stderr into `err_text`."""
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
+        """End the process (and any process it started) if it still runs, and collect the rest of its stderr
+        into `err_text`."""
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
         if self._tty_master is not None:
             os.close(self._tty_master)
             self._tty_master = None

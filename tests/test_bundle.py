@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD = [sys.executable, str(ROOT / "scripts" / "build_bundle.py")]
 REQUIRED = os.environ.get("FAL_MCP_REQUIRE_BUNDLE") == "1"
 MCPB = "@anthropic-ai/mcpb@2.1.2"
+pytestmark = pytest.mark.xdist_group("bundle")  # pytest -n: one worker builds and unpacks the bundle once
 FIRST_START_SECONDS = 600  # a cold uv cache downloads the wheels; a warm one starts in seconds
 # What the host's environment would carry on the user's machine (a proxy, its certificates, a package index).
 PASSED_THROUGH = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy")

@@ -29,6 +29,7 @@ from tests.helpers import clean_env
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "conformance"
+pytestmark = pytest.mark.xdist_group("conformance")  # pytest -n: one worker starts the servers once
 SUITE = CONFORMANCE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 REQUIRED = os.environ.get("FAL_MCP_REQUIRE_CONFORMANCE") == "1"
 REQUIREMENTS = ("2025-11-25", "2026-07-28")

@@ -70,6 +70,8 @@ from tools.submit import submit
 CONCURRENCY = 30
 SLOW_FAULTS = ("never-answers", "slow-body")  # cases that last a whole answer budget start first
 RESULTS: list[Outcome] = []
+# pytest -n: the cases run once, in the session fixture below, so every test of this file goes to one worker
+pytestmark = pytest.mark.xdist_group("fault_matrix")
 
 
 def core_settings(base_url: str, state_dir: Path, **overrides: Any) -> Settings:

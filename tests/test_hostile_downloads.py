@@ -23,14 +23,8 @@ from mcp import Client
 
 from server.app import create_server
 from server.files import url_safety
-from server.files.downloads import (
-    PART_PREFIX,
-    PART_SUFFIX,
-    STALE_PART_SECONDS,
-    DownloadError,
-    DownloadLimits,
-    download_media,
-)
+from server.files.disk import PART_PREFIX, PART_SUFFIX
+from server.files.downloads import STALE_PART_SECONDS, DownloadError, DownloadLimits, download_media
 from server.files.names import safe_file_name
 from server.sandbox import Fault, Sandbox
 from server.sandbox.media import tiny_mp4

@@ -178,13 +178,15 @@ def test_nan_in_a_json_rpc_line_is_refused(sandbox: Sandbox) -> None:
     for message in (initialize_request("nan"), INITIALIZED, call):
         process.stdin.write(jsonrpc_line(message))
         process.stdin.flush()
-    watchdog = threading.Timer(30, process.kill)
+    watchdog = threading.Timer(60, process.kill)  # only a hang reaches it (then the exit code below is wrong)
     watchdog.start()
     answer: dict[str, Any] = {}
-    while (line := process.stdout.readline()) and answer.get("id") != 2:
+    # stop at the answer: reading on would wait for a line the server never writes
+    while answer.get("id") != 2 and (line := process.stdout.readline()):
         answer = json.loads(line)
-    process.communicate()
+    process.communicate()  # closes stdin: the server exits on end of input
     watchdog.cancel()
     assert b"NaN" in jsonrpc_line(call)  # the line really carried a NaN literal
     assert answer["result"]["isError"] is True and "not a JSON number" in answer["result"]["content"][0]["text"]
+    assert process.returncode == 0
     assert sandbox.seen("POST") == []

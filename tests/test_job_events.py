@@ -156,6 +156,23 @@ async def test_a_wait_trails_another_instances_wait_and_asks_the_upstream_nothin
     assert [r.path for r in sandbox.seen("GET") if job in r.path] == []  # only a followed it
 
 
+async def test_a_wait_on_a_job_kept_meanwhile_returns_it_and_asks_the_upstream_nothing(
+    sandbox: Sandbox, backend: Backend
+) -> None:
+    """The trailing wait's race, made certain: another instance kept the outcome after this wait last read the job
+    and before it asked for the lease (the claim then finds no unfinished row to lease)."""
+    sandbox.config.run_seconds = 120
+    async with two_instances(sandbox, backend) as (a, b):
+        job = (await submit(a, SEED_MODEL, SEED_INPUT)).request_id
+        await a.jobs.keep_output(job, OUTPUT)
+        assert await b.jobs.db(b.jobs.ledger.claim_wait, job, 60) == "untracked"
+        with anyio.fail_after(20):
+            async with following(b.jobs, job):
+                row = await follow(b.jobs, b.waiter, SEED_MODEL, job, limits(5), lease_seconds=60)
+    assert isinstance(row, JobRow) and row.state == "completed" and row.result == OUTPUT
+    assert [r.path for r in sandbox.seen("GET") if job in r.path] == []
+
+
 async def test_a_leading_wait_ends_once_another_instance_kept_the_outcome(sandbox: Sandbox, backend: Backend) -> None:
     sandbox.config.run_seconds = 120
     async with two_instances(sandbox, backend) as (a, b):

@@ -8,11 +8,25 @@ inputs and in this server's answers (dumped with `exclude_none`). Schemas of fal
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model.model_json_schema()`, generated once per class: a fresh copy, which the caller may change. (Generating
+    it costs milliseconds, and list_fal_models needs one per catalogued model.)"""
+    schema: dict[str, Any] = json.loads(_json_schema_text(model))
+    return schema
+
+
+@functools.cache
+def _json_schema_text(model: type[BaseModel]) -> str:
+    return json.dumps(model.model_json_schema())
 
 
 def compact(schema: Any, *, drop_null: bool = True) -> Any:

@@ -17,10 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import re
-import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +26,9 @@ import anyio
 import anyio.to_thread
 import httpx
 
-from server.errors import FalError
-from server.files.names import media_type, numbered, safe_file_name
+from server.errors import DownloadError
+from server.files.disk import create_temporary, discard, ensure_directory, publish, remove_stale_parts
+from server.files.names import media_type, safe_file_name
 from server.files.url_safety import (
     AddressRefused,
     IPAddress,
@@ -44,8 +42,6 @@ MAX_REDIRECTS = 3
 # A ".part" file untouched for longer than any download may take (FAL_MCP_DOWNLOAD_TIMEOUT is capped at an hour)
 # is left over from an interrupted one (a killed process): removed when the folder is next used.
 STALE_PART_SECONDS = 2 * 3600.0
-PART_PREFIX, PART_SUFFIX = ".download-", ".part"
-MAX_COPIES = 999  # "name (999).mp4" is the last name tried before giving up
 WRITE_BYTES = 1024 * 1024  # network chunks are gathered up to this before each write (one thread hop per MiB)
 STALL_SECONDS = 30.0  # a connection that stays silent this long fails even when the overall budget remains
 EXCERPT_CHARS = 80
@@ -54,12 +50,6 @@ EXCERPT_CHARS = 80
 REQUEST_HEADERS = {"Accept": "*/*", "Accept-Encoding": "identity", "User-Agent": "fal-queue-mcp/0.1"}
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-class DownloadError(FalError):
-    """A media file was not saved: the message says what went wrong and what to do; nothing is left behind."""
-
-    kind = "download"
 
 
 @dataclass(frozen=True)
@@ -104,7 +94,7 @@ async def download_media(
     where = _host_of(target)
     try:
         with anyio.fail_after(limits.timeout_seconds):
-            await anyio.to_thread.run_sync(_ensure_directory, directory)
+            await anyio.to_thread.run_sync(ensure_directory, directory)
             await anyio.to_thread.run_sync(remove_stale_parts, directory, time.time() - STALE_PART_SECONDS)
             response = await _open(http, target, limits, where, resolve or system_resolver)
             try:
@@ -268,14 +258,14 @@ async def _save(
     kind = media_type(content_type) or media_type(response.headers.get("content-type"))
     name = safe_file_name(request_id, url, suggested_name, kind)
     try:
-        file, temporary = await anyio.to_thread.run_sync(_create_temporary, directory)
+        file, temporary = await anyio.to_thread.run_sync(create_temporary, directory)
         published: Path | None = None
         try:
             size, sha256 = await _stream_into(file, response, limits, where)
-            published = await anyio.to_thread.run_sync(_publish, file, temporary, directory, name, sha256, size)
+            published = await anyio.to_thread.run_sync(publish, file, temporary, directory, name, sha256, size)
         finally:
             if published is None:
-                _discard(file, temporary)
+                discard(file, temporary)
     except OSError as exc:
         raise DownloadError(
             f"Could not write the file into {directory} ({exc.strerror or type(exc).__name__}), so nothing was "
@@ -361,135 +351,3 @@ def _too_large(where: str, max_bytes: int) -> DownloadError:
 
 
 # ---- names ----------------------------------------------------------------------------------------------------
-
-
-# ---- files (synchronous: run in a worker thread) ---------------------------------------------------------------
-
-
-def _ensure_directory(directory: Path) -> None:
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # 0o700 applies to the folder this creates
-    except FileExistsError:
-        raise DownloadError(
-            f"Cannot save into {directory}: it exists and is not a folder. Choose another folder."
-        ) from None
-    except OSError as exc:
-        raise DownloadError(
-            f"Cannot create the folder {directory} ({exc.strerror or type(exc).__name__}); choose a folder the "
-            "server can write to."
-        ) from None
-
-
-def remove_stale_parts(directory: Path, older_than: float) -> int:
-    """Remove the temporary files of interrupted downloads last written before `older_than` (epoch seconds);
-    returns how many. Only regular files named like this module's own temporary files are touched."""
-    removed = 0
-    with contextlib.suppress(OSError), os.scandir(directory) as entries:
-        for entry in entries:
-            if not (entry.name.startswith(PART_PREFIX) and entry.name.endswith(PART_SUFFIX)):
-                continue
-            with contextlib.suppress(OSError):
-                info = entry.stat(follow_symlinks=False)
-                if stat.S_ISREG(info.st_mode) and info.st_mtime < older_than:
-                    os.unlink(entry.path)
-                    removed += 1
-    return removed
-
-
-def _create_temporary(directory: Path) -> tuple[io.BufferedWriter, Path]:
-    # In the target folder, so the final rename never crosses file systems; hidden, and created 0o600.
-    fd, name = tempfile.mkstemp(prefix=PART_PREFIX, suffix=PART_SUFFIX, dir=directory)
-    try:
-        return os.fdopen(fd, "wb"), Path(name)
-    except BaseException:
-        os.close(fd)
-        os.unlink(name)
-        raise
-
-
-def _publish(file: io.BufferedWriter, temporary: Path, directory: Path, name: str, sha256: str, size: int) -> Path:
-    """Make the finished temporary file durable and give it its name; an existing identical file is reused."""
-    file.flush()
-    os.fsync(file.fileno())
-    file.close()
-    attempts, n = 0, 1
-    while n <= MAX_COPIES and attempts < MAX_COPIES + 10:
-        attempts += 1
-        final = directory / numbered(name, n)
-        try:
-            info: os.stat_result | None = os.lstat(final)
-        except FileNotFoundError:
-            info = None
-        if info is None:
-            if _link_no_clobber(temporary, final):
-                _fsync_directory(directory)
-                return final
-            continue  # someone else created it just now: look at it again
-        if stat.S_ISREG(info.st_mode) and info.st_size == size and _sha256_of(final) == sha256:
-            temporary.unlink()
-            return final
-        n += 1
-    raise DownloadError(
-        f"{directory} already holds {MAX_COPIES} different files named like {name}, so nothing was saved; "
-        "clean up the folder or choose another one."
-    )
-
-
-def _link_no_clobber(temporary: Path, final: Path) -> bool:
-    """Give the file its final name unless that name exists; False if it does."""
-    try:
-        # A hard link is an atomic "create only if absent": unlike os.replace it never replaces a file that
-        # appeared after the check above (a concurrent download of the same name, say).
-        os.link(temporary, final)
-    except FileExistsError:
-        return False
-    except OSError:
-        # No hard links on this file system (FAT, some network shares): fall back to an atomic rename, which
-        # leaves a small window in which a file created by someone else under `final` would be replaced.
-        if os.path.lexists(final):
-            return False
-        os.replace(temporary, final)
-        return True
-    with contextlib.suppress(OSError):
-        temporary.unlink()
-    return True
-
-
-def _sha256_of(path: Path) -> str | None:
-    """The sha256 of a regular file (links are not followed), or None when it cannot be read."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    digest = hashlib.sha256()
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        while chunk := os.read(fd, WRITE_BYTES):
-            digest.update(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return digest.hexdigest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the new name durable; a no-op where folders cannot be opened (Windows)."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _discard(file: io.BufferedWriter, temporary: Path) -> None:
-    """Remove an unfinished download. Synchronous, so it also runs to the end under cancellation."""
-    with contextlib.suppress(OSError):
-        file.close()
-    with contextlib.suppress(OSError):
-        temporary.unlink()

@@ -71,6 +71,12 @@ async def follow(
                 return None
             if claim == "taken":
                 jobs.wait_leases.add(request_id)
+            if claim == "untracked":
+                # No unfinished row: not in the ledger, or its outcome was kept (by any instance) since the caller
+                # last looked, as when a trailing wait's leader kept it between this wait's look and its claim.
+                row = await jobs.get(request_id)
+                if row is not None and row.state in FINISHED:
+                    return row
             if claim != "busy":  # 'untracked' (not in the ledger): follow it as before, with no lease
                 leased = lease_seconds if claim == "taken" else None
                 limits = replace(limits, seconds=left)

@@ -31,6 +31,8 @@ IMAGE_URL = "https://storage.googleapis.com/falserverless/kling/kling_input.jpeg
 IMAGE_MODEL = "fal-ai/flux/dev"
 SCREENSHOT = harness.ROOT / "docs" / "viewer.png"
 ENDED = ("Done", "Failed", "Cancelled", "Error", "Not submitted")
+# pytest -n: one worker starts Chromium and the servers once for the whole file
+pytestmark = pytest.mark.xdist_group("browser")
 
 SNAPSHOT = """() => {
   const text = (id) => document.getElementById(id).textContent;

@@ -9,19 +9,21 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tools.schema import json_schema
+
 EXAMPLE_IMAGE_URL = "https://storage.googleapis.com/falserverless/kling/kling_input.jpeg"
 EXAMPLE_PROMPT = "A red fox trots through fresh snow at sunrise, the camera slowly following it"
 
 
 def example_input(params: type[BaseModel], image_url: str = EXAMPLE_IMAGE_URL) -> dict[str, Any]:
     """The smallest input the model accepts: its required fields, filled with plausible values."""
-    schema = params.model_json_schema()
+    schema = json_schema(params)
     return _required_object(schema, schema.get("$defs", {}), _input_leaf(image_url))
 
 
 def example_output(output: type[BaseModel], media_url: str, content_type: str) -> dict[str, Any]:
     """An output shaped like the model's: required fields filled, every file pointing at `media_url`."""
-    schema = output.model_json_schema()
+    schema = json_schema(output)
     return _required_object(schema, schema.get("$defs", {}), _output_leaf(media_url, content_type))
 
 

@@ -5,6 +5,7 @@ All derived from the catalog's classes, so they cannot drift from what validatio
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from server.errors import NotFoundError
@@ -12,7 +13,7 @@ from server.fal.ids import normalize_endpoint_id
 from tools.answers import ModelDescription, ModelList, ModelSummary
 from tools.catalog import CATALOG, CatalogEntry
 from tools.catalog.examples import example_input
-from tools.schema import compact, numeric_enums_as_ranges, shared_defs_schema, without_descriptions
+from tools.schema import compact, json_schema, numeric_enums_as_ranges, shared_defs_schema, without_descriptions
 
 MAX_LISTED = 100
 # Fields whose names say it all: their descriptions are left out of the featured schemas (not of describe_fal_model).
@@ -67,28 +68,35 @@ def describe_model(model: str) -> ModelDescription:
         title=entry.title,
         family=entry.family,
         task=entry.task,
-        input_schema=compact(entry.params.model_json_schema()),
-        output_schema=compact(entry.output.model_json_schema(), drop_null=False),
+        input_schema=compact(json_schema(entry.params)),
+        output_schema=compact(json_schema(entry.output), drop_null=False),
         example_input=example_input(entry.params),
         next=f"Submit with submit_fal_job(model='{endpoint_id}', input={{...}}); send only the fields you set.",
     )
 
 
 def summarize(entry: CatalogEntry) -> ModelSummary:
-    schema = compact(entry.params.model_json_schema())
-    properties: dict[str, Any] = schema.get("properties", {})
-    required = list(schema.get("required", []))
-    notable = [name for name in properties if name not in required and "enum" in properties[name]]
-    parts = [f"{name}: {'|'.join(str(v) for v in properties[name]['enum'])}" for name in notable[:KEY_FIELDS_SHOWN]]
+    required, key_parameters = _key_facts(entry)
     return ModelSummary(
         model=entry.endpoint_id,
         title=entry.title,
         family=entry.family,
         task=entry.task,
         featured=entry.featured,
-        required=required,
-        key_parameters="; ".join(parts),
+        required=list(required),
+        key_parameters=key_parameters,
     )
+
+
+@functools.cache  # the catalog does not change while the server runs; list_fal_models needs every entry's
+def _key_facts(entry: CatalogEntry) -> tuple[tuple[str, ...], str]:
+    """The entry's required fields, and its first few optional fields with a fixed set of values."""
+    schema = compact(json_schema(entry.params))
+    properties: dict[str, Any] = schema.get("properties", {})
+    required = list(schema.get("required", []))
+    notable = [name for name in properties if name not in required and "enum" in properties[name]]
+    parts = [f"{name}: {'|'.join(str(v) for v in properties[name]['enum'])}" for name in notable[:KEY_FIELDS_SHOWN]]
+    return tuple(required), "; ".join(parts)
 
 
 def families() -> list[str]:
