@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
@@ -316,7 +317,8 @@ async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awa
 
 def success(answer: BaseModel) -> CallToolResult:
     structured = answer.model_dump(mode="json", exclude_none=True)
-    content: list[ContentBlock] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
+    # pydantic_core's encoder: json.dumps(ensure_ascii=False)'s JSON without the spaces, several times faster.
+    content: list[ContentBlock] = [TextContent(type="text", text=pydantic_core.to_json(structured).decode())]
     for item in structured.get("media") or []:
         content.append(
             ResourceLink(
