@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "waiting_economy": ("bench.waiting_economy", 90, 130),
     "concurrency": ("bench.concurrency", 150, 150),
     "scale_out": ("bench.scale_out", 200, 260),
+    "viewer_polling": ("bench.viewer_polling", 30, 30),
 }
 
 
