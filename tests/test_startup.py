@@ -35,6 +35,36 @@ def test_tool_schemas_file_covers_every_tool_with_its_answer_model() -> None:
         assert list(schemas[fn.__name__]["inputSchema"]["properties"]) == arguments, fn.__name__
 
 
+def test_tools_validate_arguments_as_the_sdk_s_own_tools_do() -> None:
+    """The argument models are made on each tool's first call: the same checks as `Tool.from_function`'s."""
+    from mcp.server.mcpserver.tools import Tool
+    from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
+    from pydantic import ValidationError
+
+    from tools.mcp_tools import build_tools
+
+    samples = {
+        "list_fal_jobs": [{"limit": 5, "status": "completed"}, {"limit": 0}, {"limit": "many"}],
+        "get_fal_result": [{"request_id": "abc", "wait_seconds": 3}, {"request_id": "abc", "wait_seconds": -1}, {}],
+        "submit_fal_job": [{"model": "fal-ai/x", "input": '{"prompt": "p"}'}, {"model": "fal-ai/x", "input": 3}],
+    }
+    tools = {tool.name: tool for tool in build_tools()}
+    assert all(tool.fn_metadata.arg_model is ArgModelBase for tool in tools.values())  # nothing built at start
+    for name, cases in samples.items():
+        reference = Tool.from_function(tools[name].fn, structured_output=False).fn_metadata
+        for arguments in cases:
+            try:
+                expected: object = reference.validate_arguments(arguments)
+            except ValidationError as exc:
+                expected = [(error["loc"], error["type"]) for error in exc.errors()]
+            try:
+                got: object = tools[name].fn_metadata.validate_arguments(arguments)
+            except ValidationError as exc:
+                got = [(error["loc"], error["type"]) for error in exc.errors()]
+            assert got == expected, (name, arguments)
+        assert tools[name].fn_metadata.arg_model is not ArgModelBase
+
+
 def test_a_stale_tool_schemas_file_is_noticed(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above can fail: an answer model that gains a field no longer matches the file."""
 
@@ -72,6 +102,7 @@ HEAVY = (
     "server.fal.stream",
     "server.fal.storage",
     "server.files.downloads",
+    "server.files.browse",
     "server.jobs.watcher",
     "server.jobs.following",
     "server.jobs.waiting",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata, func_metadata
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata, func_metadata
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -120,11 +120,10 @@ def featured_inputs() -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations, schemas: dict[str, Any]) -> Tool:
     """The tool as `Tool.from_function` makes it, with its published schemas read from tool_schemas.json rather than
-    derived again (the largest part of this server's own start-up). Only the argument model, which validates each
-    call, is built. The output schema is published without an output model, so the SDK does not validate each
-    answer again: `success` dumps it from an answer model that pydantic has just validated."""
-    metadata = func_metadata(fn, skip_names=["ctx"], structured_output=False)
-    metadata.output_schema = schemas["outputSchema"]
+    derived again (the largest part of this server's own start-up). The argument model, which validates each call,
+    is built on the tool's first call (see `ArgumentsOnFirstCall`). The output schema is published without an output
+    model, so the SDK does not validate each answer again: `success` dumps it from an answer model that pydantic has
+    just validated."""
     return Tool(
         fn=fn,
         name=fn.__name__,
@@ -132,11 +131,25 @@ def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations, sche
         # One line: a line break costs two bytes in JSON ("\n") where a space costs one.
         description=" ".join((fn.__doc__ or "").split()),
         parameters=schemas["inputSchema"],
-        fn_metadata=metadata,
+        fn_metadata=ArgumentsOnFirstCall(arg_model=ArgModelBase, output_schema=schemas["outputSchema"], fn=fn),
         is_async=True,
         context_kwarg="ctx",
         annotations=annotations,
     )
+
+
+class ArgumentsOnFirstCall(FuncMetadata):
+    """The SDK's `FuncMetadata`, whose argument model (a pydantic model made from the tool's signature: about 2 ms
+    a tool, most of what eight tools add to a start) is made when the tool is first called, exactly as
+    `Tool.from_function` makes it. Until then `arg_model` is the bare base class; the SDK reads it only to validate
+    a call's arguments, here."""
+
+    fn: Callable[..., Any] = Field(exclude=True)
+
+    def validate_arguments(self, arguments_to_validate: dict[str, Any]) -> dict[str, Any]:
+        if self.arg_model is ArgModelBase:
+            self.arg_model = func_metadata(self.fn, skip_names=["ctx"], structured_output=False).arg_model
+        return super().validate_arguments(arguments_to_validate)
 
 
 def published_schemas(fn: Callable[..., Any], answer: type[BaseModel]) -> dict[str, Any]:
