@@ -95,7 +95,10 @@ class PipeWriter:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:  # a pipe its creator made non-blocking: wait until it has room
+            select.select([], [fd], [])
 
 
 @dataclass
