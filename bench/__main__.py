@@ -23,13 +23,14 @@ from bench.common import ERROR, PYTHON, ROOT, Report, Row, markdown_table, progr
 
 # name -> (module, timeout for a quick run, timeout for a full run), in the order they run
 BENCHMARKS: dict[str, tuple[str, float, float]] = {
-    "cold_start": ("bench.cold_start", 90, 180),
+    "cold_start": ("bench.cold_start", 90, 240),
     "tools_list_size": ("bench.tools_list_size", 30, 30),
     "call_overhead": ("bench.call_overhead", 60, 150),
     "throughput": ("bench.throughput", 60, 200),
     "waiting_economy": ("bench.waiting_economy", 90, 130),
     "concurrency": ("bench.concurrency", 150, 150),
     "scale_out": ("bench.scale_out", 200, 260),
+    "viewer_polling": ("bench.viewer_polling", 30, 30),
 }
 
 

@@ -48,6 +48,7 @@ from server.sandbox import Sandbox, SandboxConfig
 NAME = "call_overhead"
 TARGET_P50_S = 0.0015
 TARGET_P99_S = 0.005
+TARGET_BEYOND_FLOOR_P50_S = 0.0005  # what this server adds beyond the SDK's own cost of a no-op tool
 WARM_UP = 20
 
 
@@ -189,6 +190,19 @@ def run(quick: bool) -> Report:
             "",
             "the whole time is SDK + stdio overhead",
             INFO,
+        )
+    )
+    # ours - direct GET - SDK floor: what is left is this server's own work per call (validation, the job
+    # memory, answer building), the upstream request and the SDK's dispatch taken out.
+    raw50, direct50, echo50 = (percentile(times[path], 50) for path in ("raw", "direct", "echo"))
+    beyond = raw50 - direct50 - echo50
+    report.rows.append(
+        Row(
+            "per-call overhead p50 beyond the SDK floor: JSON-RPC over stdio - direct GET - SDK floor",
+            ms(raw50),
+            f"{ms(direct50)} + {ms(echo50)}",
+            f"{beyond * 1000:+.2f} ms (<= {TARGET_BEYOND_FLOOR_P50_S * 1000:.1f} ms)",
+            verdict(beyond <= TARGET_BEYOND_FLOOR_P50_S and errors == 0),
         )
     )
     paired = [m - d for m, d in zip(times["mcp"], direct, strict=True)]

@@ -157,9 +157,12 @@ class ListToolsRun:
     seconds: float  # spawn -> the tools/list response line arrived
     result: dict[str, Any]  # the JSON-RPC `result` of tools/list
     stderr: str
+    idle_rss_kib: int = 0  # VmRSS `idle_seconds` after the answer (0 when not asked for)
 
 
-def spawn_and_list_tools(command: list[str], env: dict[str, str], timeout: float = 30.0) -> ListToolsRun:
+def spawn_and_list_tools(
+    command: list[str], env: dict[str, str], timeout: float = 30.0, idle_seconds: float = 0.0
+) -> ListToolsRun:
     """Spawn a stdio server, write initialize/initialized/tools/list at once, time until the tools/list answer.
 
     The three lines are written straight after spawning (they wait in the pipe), so the figure is start-up plus
@@ -183,6 +186,10 @@ def spawn_and_list_tools(command: list[str], env: dict[str, str], timeout: float
                     answer = message
                     break
             elapsed = time.perf_counter() - started
+            idle_rss = 0
+            if idle_seconds and answer is not None:
+                time.sleep(idle_seconds)  # the server sits idle, its background tasks started
+                idle_rss = rss_kib(pid=process.pid)
             process.stdin.close()
             try:
                 process.wait(timeout=10)
@@ -195,7 +202,7 @@ def spawn_and_list_tools(command: list[str], env: dict[str, str], timeout: float
         stderr = errfile.read().decode(errors="replace")
     if answer is None or "result" not in answer:
         raise RuntimeError(f"{' '.join(command)}: no tools/list answer (exit {process.returncode}): {stderr[-2000:]}")
-    return ListToolsRun(seconds=elapsed, result=answer["result"], stderr=stderr)
+    return ListToolsRun(seconds=elapsed, result=answer["result"], stderr=stderr, idle_rss_kib=idle_rss)
 
 
 OURS_COMMAND = [PYTHON, "-m", "server"]
@@ -219,12 +226,12 @@ def cold_start_env(state_dir: str, pycache_prefix: str | None = None) -> dict[st
 # ---- /proc readings (Linux) -----------------------------------------------------------------------------
 
 
-def rss_kib(field_name: str = "VmRSS") -> int:
-    with open("/proc/self/status") as status:
+def rss_kib(field_name: str = "VmRSS", pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith(field_name + ":"):
                 return int(line.split()[1])
-    raise RuntimeError(f"{field_name} not in /proc/self/status")
+    raise RuntimeError(f"{field_name} not in /proc/{pid}/status")
 
 
 def reset_peak_rss() -> bool:

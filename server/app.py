@@ -249,6 +249,6 @@ async def _watch(runtime: Runtime) -> None:
     try:
         from server.jobs.watcher import Watcher
 
-        await Watcher(runtime.jobs, runtime.upstream, runtime.settings).run()
+        await Watcher(runtime.jobs, lambda: runtime.upstream, runtime.settings).run()
     except Exception:
         log.exception("the job watcher stopped; results are still kept whenever get_fal_result fetches them")

@@ -12,13 +12,21 @@ import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from server import __version__
-from server.settings import Settings, SettingsError, where_to_set
+from server.startup import StartupGC
 
 if TYPE_CHECKING:
+    import anyio
+    from mcp.server.mcpserver import MCPServer
+
+    from server.app import Runtime
     from server.sandbox import Sandbox
+    from server.settings import Settings, SettingsError
+
+# This module stays light to import: `main` keeps the garbage collector out of the start before anything heavy
+# (pydantic, the SDK) is imported (see server/startup.py).
 
 DESCRIPTION = """\
 An MCP server that launches and tracks fal.ai video and image jobs, through UniAPI or fal directly.
@@ -80,11 +88,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    startup = StartupGC()
+    startup.pause()
+    try:
+        return _main(argv, startup)
+    finally:
+        startup.restore()
+
+
+def _main(argv: Sequence[str] | None, startup: StartupGC) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
+        startup.restore()
         from server.demo import run_demo
 
         return run_demo()
+    from server.settings import Settings, SettingsError
+
     # stdout belongs to JSON-RPC: every log line goes to stderr.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sandbox: Sandbox | None = None
@@ -120,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda signum, frame: _exit_now())
     if args.transport == "stdio" and sys.stdin.isatty():
         _say_what_happens(sandbox)
-    if _serve(args, settings, config_error, sandbox):
+    if _serve(args, settings, config_error, sandbox, startup):
         _exit_now()  # Ctrl-C: see `_until_ctrl_c`
     if sandbox is not None:
         sandbox.stop()
@@ -133,6 +153,8 @@ class StartupError(Exception):
 
 def _configuration_error(exc: SettingsError | StartupError) -> str:
     """What every call answers: the problem, and where to fix it (a ledger error already says what to do)."""
+    from server.settings import SettingsError, where_to_set
+
     text = f"fal-queue-mcp cannot work until this is fixed: {str(exc).rstrip('.')}."
     if isinstance(exc, SettingsError) and exc.variables:
         text += " " + where_to_set(", ".join(dict.fromkeys(exc.variables)))
@@ -151,6 +173,8 @@ def _start_sandbox(args: argparse.Namespace) -> Sandbox:
 
 def sandbox_settings(sandbox: Sandbox) -> Settings:
     """Settings that point everything at the sandbox: its key, its storage, and a throwaway ledger."""
+    from server.settings import Settings
+
     return Settings.from_env(
         provider="fal",
         base_url=sandbox.base_url,
@@ -204,7 +228,13 @@ def _say_what_happens(sandbox: Sandbox | None) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def _serve(args: argparse.Namespace, settings: Settings, config_error: str | None, sandbox: Sandbox | None) -> bool:
+def _serve(
+    args: argparse.Namespace,
+    settings: Settings,
+    config_error: str | None,
+    sandbox: Sandbox | None,
+    startup: StartupGC,
+) -> bool:
     """Serve until the client leaves (stdio) or Ctrl-C; True when Ctrl-C ended it."""
     import anyio
 
@@ -214,8 +244,9 @@ def _serve(args: argparse.Namespace, settings: Settings, config_error: str | Non
     # listen streams still work): it is neither served nor declared there.
     stateless = args.transport == "http" and settings.http_stateless
     server = create_server(settings, config_error=config_error, legacy_subscriptions=not stateless)
+    startup.serving()
     if args.transport == "stdio":
-        return anyio.run(_until_ctrl_c, server.run_stdio_async)
+        return anyio.run(_until_ctrl_c, lambda: _serve_stdio(server))
 
     from server.app import MEDIA_MAX_CONNECTIONS
     from server.http_guard import ConnectionLimits
@@ -248,6 +279,25 @@ def _serve(args: argparse.Namespace, settings: Settings, config_error: str | Non
         )
 
     return anyio.run(_until_ctrl_c, serve)
+
+
+async def _serve_stdio(server: MCPServer[Runtime]) -> None:
+    """Serve over stdin/stdout with the SDK's stdio transport, its I/O done on the event loop where both are pipes
+    (see server/stdio_pipes.py)."""
+    from mcp.server.stdio import stdio_server
+
+    from server.stdio_pipes import claim_pipes
+
+    with claim_pipes() as pipes:
+        if pipes is None:
+            await server.run_stdio_async()
+            return
+        # The SDK reads the lines and writes the answers through these; they are typed as anyio files, which
+        # they stand in for (only `async for` and `write`/`flush` are used).
+        stdin, stdout = cast("anyio.AsyncFile[str]", pipes.reader), cast("anyio.AsyncFile[str]", pipes.writer)
+        async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):
+            lowlevel = server._lowlevel_server
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 
 
 async def _until_ctrl_c(serve: Callable[[], Awaitable[None]]) -> bool:

@@ -100,10 +100,14 @@ def redact(text: str, secret: str | None) -> str:
     """Remove every occurrence of the secret (and of each half of an id:secret pair) from `text`."""
     if not secret:
         return text
-    for part in {secret, *secret.split(":")}:
-        if len(part) >= 4:
-            text = text.replace(part, "[redacted]")
+    for part in secret_parts(secret):
+        text = text.replace(part, "[redacted]")
     return text
+
+
+def secret_parts(secret: str) -> set[str]:
+    """What `redact` removes: the secret and each half of an id:secret pair, if 4 characters or longer."""
+    return {part for part in {secret, *secret.split(":")} if len(part) >= 4}
 
 
 def scrub_secrets(value: Any, secrets: Sequence[str]) -> Any:

@@ -130,10 +130,15 @@ def test_a_request_that_trickles_in_is_cut_off(sandbox: Sandbox, tmp_path: Path)
                     closed = True
                     break
                 slow.settimeout(0.2)
-                with contextlib.suppress(TimeoutError):
+                try:
                     if slow.recv(100) == b"":
                         closed = True
                         break
+                except TimeoutError:
+                    pass
+                except OSError:  # cut off with a reset rather than a close, as a busy machine may see it
+                    closed = True
+                    break
             assert closed, "a request trickling in was held open"
         # A prompt client is still served, and a session outlives the 1-second bound: it holds for requests
         # arriving, not for answers (the SDK's event streams stay open as long as they need).

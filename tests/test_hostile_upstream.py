@@ -248,7 +248,7 @@ async def _two_finished_jobs(sandbox: Sandbox, settings: Settings) -> tuple[str,
 
 
 def _watcher(rt: Runtime) -> Watcher:
-    return Watcher(rt.jobs, rt.upstream, rt.settings, clock=lambda: time.time() + 3600)  # every job is due
+    return Watcher(rt.jobs, lambda: rt.upstream, rt.settings, clock=lambda: time.time() + 3600)  # every job is due
 
 
 async def test_a_poisoned_result_does_not_stop_the_watcher(sandbox: Sandbox) -> None:

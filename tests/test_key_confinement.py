@@ -571,3 +571,23 @@ def test_a_stdio_server_at_debug_never_writes_the_key(upstream: Sandbox, evil: E
     assert evil.received == []
     assert _ledger_leaks(state) == []
     assert all(json.loads(line)["jsonrpc"] == "2.0" for line in out.splitlines() if line.strip())
+
+
+def test_scrubbing_a_body_finds_the_key_however_the_json_spells_it() -> None:
+    """`scrub(value, raw)` skips the walk when the key is absent from the raw body: escapes and UTF-16 must not
+    hide it."""
+    from server.fal.responses import AnswerReader
+    from server.settings import Settings
+
+    reader = AnswerReader(Settings.from_env({}, provider="fal", base_url="https://queue.fal.run", fal_key=KEY))
+    escaped = "".join(f"\\u{ord(c):04x}" for c in KEY)
+    for raw in (
+        json.dumps({"logs": [{"message": f"Key {KEY}"}]}).encode(),
+        ('{"logs": [{"message": "Key ' + escaped + '"}]}').encode(),
+        json.dumps({"error": f"Key {KEY}"}).encode("utf-16"),
+        json.dumps({KEY: 1}).encode(),
+    ):
+        assert KEY not in json.dumps(reader.scrub(json.loads(raw), raw)), raw
+    clean = json.dumps({"status": "IN_PROGRESS", "logs": []}).encode()
+    body = json.loads(clean)
+    assert reader.scrub(body, clean) is body  # nothing to cut: the answer is used as it is

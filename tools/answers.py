@@ -7,9 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from server.fal.outputs import MediaFile
+from server.jobs.ledger.base import MAX_LIST_LIMIT as MAX_LIST_LIMIT  # the limit list_fal_jobs checks
 
 Status = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
-MAX_LIST_LIMIT = 200  # jobs one list_fal_jobs call returns at most
 Outcome = Literal["pending", "succeeded", "failed"]
 
 

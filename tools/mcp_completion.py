@@ -28,7 +28,6 @@ from mcp_types import (
 )
 
 from server.app import Runtime
-from server.files.browse import suggest_image_paths
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +64,8 @@ def register_completion(server: MCPServer[Runtime], settings: Settings, current:
                 chosen = (context.arguments or {}) if context else {}
                 return _completion(_by_prefix(IMAGE_IDEAS if chosen.get("image_path") else IDEAS, typed))
             if argument.name == "image_path":
+                from server.files.browse import suggest_image_paths  # loaded on first use, not at start-up
+
                 # in a worker thread: a folder on a slow disk must not hold up the event loop
                 found = await anyio.to_thread.run_sync(
                     functools.partial(

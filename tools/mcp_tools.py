@@ -14,36 +14,30 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import pydantic_core
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata, func_metadata
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.app import Runtime
 from server.errors import FalError, redact
 from server.fal.ids import InvalidIdError
-from tools.answers import (
-    MAX_LIST_LIMIT,
-    CancelAnswer,
-    JobList,
-    ModelDescription,
-    ModelList,
-    ResultAnswer,
-    StatusAnswer,
-    SubmitAnswer,
-    UploadAnswer,
-)
+from server.jobs.ledger.base import MAX_LIST_LIMIT
 from tools.mcp_apps import VIEW_META
-from tools.schema import compact, without_descriptions
 
 if TYPE_CHECKING:
     from tools.follow import Progress
 
-# The modules doing the work (catalog, ledger, HTTP clients) are imported on first use, inside each tool:
-# the first `tools/list` answer needs none of them, and start-up time is what every client waits for.
+# The modules doing the work (catalog, ledger, HTTP clients) are imported on first use, inside each tool: the
+# first `tools/list` answer needs none of them, and start-up time is what every client waits for. The answer models
+# (tools.answers) are not imported at start-up either: each tool's published schemas are read from a file
+# generated from them (see `published_schemas`).
 
 log = logging.getLogger(__name__)
 FEATURED_INPUTS = Path(__file__).parent / "catalog" / "featured_inputs.json"
+TOOL_SCHEMAS = Path(__file__).with_name("tool_schemas.json")
 
 RequestId = Annotated[str, Field(description="From submit_fal_job.")]
 OptionalModel = Annotated[str | None, Field(description="Endpoint id; needed only for jobs not recorded here.")]
@@ -60,39 +54,48 @@ LOCAL_READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 def build_tools() -> list[Tool]:
     """The tools with compact published schemas (no generated titles), ready for `MCPServer(tools=...)`."""
-    specs: list[tuple[Callable[..., Any], str, ToolAnnotations]] = [
-        (
-            submit_fal_job,
-            "Submit a fal generation job",
-            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
-        ),
-        (list_fal_models, "List the catalogued fal models", LOCAL_READ),
-        (describe_fal_model, "Describe a fal model's parameters", LOCAL_READ),
-        (
-            upload_fal_file,
-            "Upload a local file for a model input",
-            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
-        ),
-        (get_fal_status, "Check a fal job's status", READ_ONLY),
-        # Not read-only: it keeps the result in the ledger and, with download=true, writes the media files.
-        (
-            get_fal_result,
-            "Get a fal job's result",
-            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
-        ),
-        (list_fal_jobs, "List recorded fal jobs", LOCAL_READ),
-        (
-            cancel_fal_job,
-            "Cancel a fal job",
-            ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True),
-        ),
-    ]
-    tools = [_tool(fn, title, annotations) for fn, title, annotations in specs]
+    schemas = json.loads(TOOL_SCHEMAS.read_text())
+    tools = [_tool(fn, title, annotations, schemas[fn.__name__]) for fn, title, annotations, _ in tool_specs()]
     for tool in tools:
         if tool.name in VIEW_TOOLS:
             tool.meta = VIEW_META  # hosts with MCP Apps show these tools' results in the job view
     _publish_featured_inputs(tools[0])
     return tools
+
+
+def tool_specs() -> list[tuple[Callable[..., Any], str, ToolAnnotations, str]]:
+    """Each tool's function, title, annotations and answer model (a class in tools.answers), in `tools/list` order."""
+    return [
+        (
+            submit_fal_job,
+            "Submit a fal generation job",
+            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
+            "SubmitAnswer",
+        ),
+        (list_fal_models, "List the catalogued fal models", LOCAL_READ, "ModelList"),
+        (describe_fal_model, "Describe a fal model's parameters", LOCAL_READ, "ModelDescription"),
+        (
+            upload_fal_file,
+            "Upload a local file for a model input",
+            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
+            "UploadAnswer",
+        ),
+        (get_fal_status, "Check a fal job's status", READ_ONLY, "StatusAnswer"),
+        # Not read-only: it keeps the result in the ledger and, with download=true, writes the media files.
+        (
+            get_fal_result,
+            "Get a fal job's result",
+            ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
+            "ResultAnswer",
+        ),
+        (list_fal_jobs, "List recorded fal jobs", LOCAL_READ, "JobList"),
+        (
+            cancel_fal_job,
+            "Cancel a fal job",
+            ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True),
+            "CancelAnswer",
+        ),
+    ]
 
 
 def _publish_featured_inputs(submit: Tool) -> None:
@@ -115,17 +118,51 @@ def featured_inputs() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return data["anyOf"], data["$defs"]
 
 
-def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations) -> Tool:
-    # One line: a line break costs two bytes in JSON ("\n") where a space costs one.
-    description = " ".join((fn.__doc__ or "").split())
-    tool = Tool.from_function(fn, title=title, description=description, annotations=annotations)
-    tool.parameters = compact(tool.parameters)
-    output = tool.fn_metadata.output_schema
-    if output is not None:
-        # Output fields are explained by each answer's `next` sentence; their descriptions would only cost context.
-        # Unset fields are left out of answers (see `success`), so the schema needs no `null` arms either.
-        tool.fn_metadata.output_schema = without_descriptions(compact(output))
-    return tool
+def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations, schemas: dict[str, Any]) -> Tool:
+    """The tool as `Tool.from_function` makes it, with its published schemas read from tool_schemas.json rather than
+    derived again (the largest part of this server's own start-up). The argument model, which validates each call,
+    is built on the tool's first call (see `ArgumentsOnFirstCall`). The output schema is published without an output
+    model, so the SDK does not validate each answer again: `success` dumps it from an answer model that pydantic has
+    just validated."""
+    return Tool(
+        fn=fn,
+        name=fn.__name__,
+        title=title,
+        # One line: a line break costs two bytes in JSON ("\n") where a space costs one.
+        description=" ".join((fn.__doc__ or "").split()),
+        parameters=schemas["inputSchema"],
+        fn_metadata=ArgumentsOnFirstCall(arg_model=ArgModelBase, output_schema=schemas["outputSchema"], fn=fn),
+        is_async=True,
+        context_kwarg="ctx",
+        annotations=annotations,
+    )
+
+
+class ArgumentsOnFirstCall(FuncMetadata):
+    """The SDK's `FuncMetadata`, whose argument model (a pydantic model made from the tool's signature: about 2 ms
+    a tool, most of what eight tools add to a start) is made when the tool is first called, exactly as
+    `Tool.from_function` makes it. Until then `arg_model` is the bare base class; the SDK reads it only to validate
+    a call's arguments, here."""
+
+    fn: Callable[..., Any] = Field(exclude=True)
+
+    def validate_arguments(self, arguments_to_validate: dict[str, Any]) -> dict[str, Any]:
+        if self.arg_model is ArgModelBase:
+            self.arg_model = func_metadata(self.fn, skip_names=["ctx"], structured_output=False).arg_model
+        return super().validate_arguments(arguments_to_validate)
+
+
+def published_schemas(fn: Callable[..., Any], answer: type[BaseModel]) -> dict[str, Any]:
+    """A tool's schemas as tool_schemas.json keeps them (`python -m tools.tool_schemas` writes it): the input schema
+    the SDK derives from its signature, and the output schema it derives from its answer model, compacted. Output
+    fields are explained by each answer's `next` sentence, so their descriptions would only cost context; unset
+    fields are left out of answers (see `success`), so the schema needs no `null` arms either."""
+    from tools.schema import compact, without_descriptions
+
+    derived = Tool.from_function(fn, structured_output=False)
+    assert derived.context_kwarg == "ctx" and derived.is_async and not derived.resolved_params, fn.__name__
+    output = FuncMetadata(arg_model=derived.fn_metadata.arg_model, output_model=answer).output_schema
+    return {"inputSchema": compact(derived.parameters), "outputSchema": without_descriptions(compact(output))}
 
 
 async def submit_fal_job(
@@ -141,7 +178,7 @@ async def submit_fal_job(
         Field(description="The model's parameters; send only the fields you set (fal's defaults apply to the rest)."),
     ],
     ctx: Context[Runtime, Any],
-) -> Annotated[CallToolResult, SubmitAnswer]:
+) -> CallToolResult:
     """Start a fal.ai video/image job; returns its request_id at once. The input is checked against the
     model's parameters first: an invalid one is refused, every wrong field named, before anything is paid for.
     Each call starts a new, billed job; then call get_fal_result with wait_seconds.
@@ -162,7 +199,7 @@ async def list_fal_models(
         Field(description="Filter: kling, veo, minimax-hailuo, luma-ray, wan, seedance, pixverse, sora or flux."),
     ] = None,
     query: Annotated[str | None, Field(description="Words that must all appear in the id or title.")] = None,
-) -> Annotated[CallToolResult, ModelList]:
+) -> CallToolResult:
     """List the catalogued fal models (validated before submit), featured first, with required fields and
     main options. Other fal endpoint ids can still be submitted, unvalidated.
     """
@@ -174,7 +211,7 @@ async def list_fal_models(
 async def describe_fal_model(
     model: Annotated[str, Field(description="fal endpoint id, e.g. 'fal-ai/veo3.1/fast/image-to-video'.")],
     ctx: Context[Runtime, Any],
-) -> Annotated[CallToolResult, ModelDescription]:
+) -> CallToolResult:
     """A catalogued model's input schema (types, enums, ranges, defaults), output schema and a minimal valid
     example input.
     """
@@ -186,7 +223,7 @@ async def describe_fal_model(
 async def upload_fal_file(
     path: Annotated[str, Field(description="Absolute path (or file:// URL) of a local image, video or audio file.")],
     ctx: Context[Runtime, Any],
-) -> Annotated[CallToolResult, UploadAnswer]:
+) -> CallToolResult:
     """Turn a local image/video/audio file into a URL for a model's file field (image_url, ...): uploaded to fal
     storage with a fal key, else a size-capped data URI. submit_fal_job also accepts such paths directly.
     """
@@ -204,7 +241,7 @@ async def list_fal_jobs(
     model: Annotated[str | None, Field(description="Filter: endpoint id.")] = None,
     since: Annotated[str | None, Field(description="Only jobs submitted since this ISO date/time.")] = None,
     limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = 20,
-) -> Annotated[CallToolResult, JobList]:
+) -> CallToolResult:
     """Jobs recorded by this server (kept across restarts), newest first, with status and media URLs. Check
     here before resubmitting.
     """
@@ -215,7 +252,7 @@ async def list_fal_jobs(
 
 async def get_fal_status(
     request_id: RequestId, ctx: Context[Runtime, Any], model: OptionalModel = None
-) -> Annotated[CallToolResult, StatusAnswer]:
+) -> CallToolResult:
     """A job's status: IN_QUEUE (queue position), IN_PROGRESS (recent logs) or COMPLETED; outcome 'failed'
     when it completed with an error.
     """
@@ -233,7 +270,7 @@ async def get_fal_result(
         Field(ge=0, description="Seconds to wait for the job (capped by the server, default 50)."),
     ] = 0,
     download: Annotated[bool, Field(description="Also save the media files on this computer.")] = False,
-) -> Annotated[CallToolResult, ResultAnswer]:
+) -> CallToolResult:
     """A job's output (media URLs and the model's fields). wait_seconds > 0 waits for it with progress. Still
     running is not an error: done is false, next says what to call. Failed or cancelled jobs are errors.
     """
@@ -249,7 +286,7 @@ async def get_fal_result(
 
 async def cancel_fal_job(
     request_id: RequestId, ctx: Context[Runtime, Any], model: OptionalModel = None
-) -> Annotated[CallToolResult, CancelAnswer]:
+) -> CallToolResult:
     """Cancel a queued or running job upstream (some providers, e.g. UniAPI, cannot: said plainly). Cancelling
     a get_fal_result wait does not cancel the job; this does.
     """
@@ -293,7 +330,8 @@ async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awa
 
 def success(answer: BaseModel) -> CallToolResult:
     structured = answer.model_dump(mode="json", exclude_none=True)
-    content: list[ContentBlock] = [TextContent(type="text", text=json.dumps(structured, ensure_ascii=False))]
+    # pydantic_core's encoder: json.dumps(ensure_ascii=False)'s JSON without the spaces, several times faster.
+    content: list[ContentBlock] = [TextContent(type="text", text=pydantic_core.to_json(structured).decode())]
     for item in structured.get("media") or []:
         content.append(
             ResourceLink(

@@ -139,7 +139,7 @@ class FalQueueClient:
         path = self.status_path(endpoint_id, request_id)
         params = {"logs": "1"} if with_logs else None
         response = await self._get(path, params=params, kind="status", on_retry=on_retry)
-        return parse_status(self.scrub(self._answers.json_or_raise(response, action="status")))
+        return parse_status(self.scrub(self._answers.json_or_raise(response, action="status"), raw=response.content))
 
     async def result(self, endpoint_id: str, request_id: str) -> ResultReport:
         path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}"
@@ -161,7 +161,7 @@ class FalQueueClient:
                 status_code=response.status_code,
                 error_type=error_type,
             )
-        data = self.scrub(self._answers.json_or_raise(response, action="result"))
+        data = self.scrub(self._answers.json_or_raise(response, action="result"), raw=response.content)
         word = str(data.get("status", "")).upper() if set(data) <= STATUS_KEYS else ""
         if word in QUEUED_WORDS | RUNNING_WORDS:
             return ResultReport(output=None)
@@ -222,9 +222,9 @@ class FalQueueClient:
     def settings(self) -> Settings:
         return self._settings
 
-    def scrub(self, value: Any) -> Any:
+    def scrub(self, value: Any, raw: bytes | None = None) -> Any:
         """An answer with every configured key cut out of it (see `AnswerReader.scrub`)."""
-        return self._answers.scrub(value)
+        return self._answers.scrub(value, raw)
 
     def status_path(self, endpoint_id: str, request_id: str) -> str:
         return f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/status"

@@ -24,6 +24,7 @@ from server.errors import (
     UpstreamValidationError,
     describe_detail,
     scrub_secrets,
+    secret_parts,
 )
 from server.settings import Settings
 
@@ -34,14 +35,26 @@ class AnswerReader:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    def scrub(self, value: Any) -> Any:
+    def scrub(self, value: Any, raw: bytes | None = None) -> Any:
         """An upstream answer with every configured key cut out of its texts (keys of objects included).
 
         An upstream that echoes the key back (in log lines, an error, a result) must not carry it into tool
         results, the ledger or the logs: every answer passes through here before it is used.
+
+        `raw`, the JSON body `value` was parsed from, lets the common case skip the walk over every string: when
+        the body spells each string plainly (see `_spelled_plainly`), a key absent from the body is absent from
+        all of them.
         """
         secrets = self._settings.secrets()
-        return scrub_secrets(value, secrets) if secrets else value
+        if not secrets:
+            return value
+        if (
+            raw is not None
+            and _spelled_plainly(raw)
+            and not any(part.encode() in raw for secret in secrets for part in secret_parts(secret))
+        ):
+            return value
+        return scrub_secrets(value, secrets)
 
     def detail(self, response: httpx.Response) -> str:
         body = safe_json(response)
@@ -132,6 +145,11 @@ STATUS_KEYS = frozenset(
 # fal's answers nest a handful of levels. One nested thousands deep is an attack on the recursion limit: every
 # later step (scrubbing keys, finding media, storing, answering) walks the value recursively.
 MAX_ANSWER_DEPTH = 64
+
+
+def _spelled_plainly(raw: bytes) -> bool:
+    """No escape (backslash) and no NUL (UTF-16/32): each JSON string in `raw` is its decoded text, in UTF-8."""
+    return b"\\" not in raw and b"\x00" not in raw
 
 
 def parse_json(data: bytes | str) -> Any:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import anyio
 
 from server.errors import FalError, JobFailedError
-from server.fal.client import FalQueueClient
 from server.jobs.keeping import Jobs
 from server.jobs.ledger import JobRow, LedgerError
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.fal.client import FalQueueClient
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +33,15 @@ STALE_SUBMIT_MARGIN = 60.0  # seconds beyond the longest a submit can take
 
 class Watcher:
     def __init__(
-        self, jobs: Jobs, upstream: FalQueueClient, settings: Settings, *, clock: Callable[[], float] = time.time
+        self,
+        jobs: Jobs,
+        upstream: Callable[[], FalQueueClient],
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        # `upstream` makes (or returns) the client on the first check: an idle server with no unfinished job never
+        # loads the HTTP stack nor builds its TLS context (a few MiB).
         self._jobs = jobs
         self._upstream = upstream
         self._settings = settings
@@ -93,7 +103,8 @@ class Watcher:
     async def check(self, row: JobRow) -> bool:
         """Check one unfinished job: True once its outcome is kept."""
         assert row.request_id is not None
-        report = await self._upstream.status(row.endpoint_id, row.request_id, with_logs=False)
+        upstream = self._upstream()
+        report = await upstream.status(row.endpoint_id, row.request_id, with_logs=False)
         if report.state != "COMPLETED":
             return False
         if report.failed:
@@ -101,7 +112,7 @@ class Watcher:
             await self._jobs.keep_failure(row.request_id, failure)
             return True
         try:
-            fetched = await self._upstream.result(row.endpoint_id, row.request_id)
+            fetched = await upstream.result(row.endpoint_id, row.request_id)
         except JobFailedError as exc:
             await self._jobs.keep_failure(row.request_id, exc)
             return True

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from server.errors import redact, scrub_secrets
 
 STATES = frozenset({"submitting", "submitted", "unknown", "rejected", "completed", "failed", "cancelled"})
+MAX_LIST_LIMIT = 200  # jobs one listing returns at most (list_fal_jobs)
 # Both backends number their migrations alike: schema 1 is the jobs table, schema 2 adds the lease columns.
 SCHEMA_VERSION = 2
 COLUMNS = (

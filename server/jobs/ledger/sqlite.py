@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import platformdirs
 
 from server.jobs.ledger.base import (
     COLUMNS,
@@ -65,8 +64,11 @@ class SqliteLedger(JobLedger):
 
     @classmethod
     def default_path(cls, state_dir: Path | None) -> Path:
-        base = state_dir if state_dir is not None else platformdirs.user_state_path(APP_NAME, appauthor=False)
-        return base / FILE_NAME
+        if state_dir is None:
+            import platformdirs  # only for the default directory: imported when needed
+
+            state_dir = platformdirs.user_state_path(APP_NAME, appauthor=False)
+        return state_dir / FILE_NAME
 
     @property
     def location(self) -> str:
