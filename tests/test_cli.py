@@ -227,7 +227,9 @@ def test_demo_runs_from_a_shadowing_folder_and_saves_the_video(shadowing_folder:
     out = done.stdout.decode()
     # one tool per line, with its title
     assert re.search(r"^  submit_fal_job +Submit a fal generation job$", out, re.MULTILINE)
-    assert "IN_QUEUE" in out and "Queued" in out and "Running" in out and "-> COMPLETED" in out
+    assert "IN_QUEUE" in out and "-> COMPLETED" in out
+    # progress lines while it waited (which phases a poll lands in depends on how busy the machine is)
+    assert re.search(r"^   (Queued|Running)\b", out, re.MULTILINE), out
     saved = Path(re.search(r"saved: (.+?) \(\d+ bytes", out)[1])  # type: ignore[index]
     assert saved.parent == downloads and saved.read_bytes()[4:8] == b"ftyp"  # an MP4 file, kept after the demo
     assert "claude mcp add fal-queue" in out.splitlines()[-2]
