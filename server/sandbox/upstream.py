@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import uvicorn
@@ -29,10 +28,10 @@ from starlette.types import ASGIApp
 from server.fal.ids import app_id
 from server.sandbox import media as media_files
 from server.sandbox.faults import DroppingConnections, Fault, FaultBook
+from server.sandbox.jobs import SandboxConfig, SandboxJob, job_logs, job_phase
 from server.sandbox.ranges import ranged_response
 from server.sandbox.storage import storage_routes
 
-Flavor = Literal["fal", "uniapi"]
 MediaKind = Literal["video", "image"]
 FAIL_MARKER = "[sandbox:fail]"
 
@@ -49,19 +48,6 @@ class ModelRules(Protocol):
     def output(self, endpoint_id: str, media_url: str, content_type: str) -> dict[str, Any] | None:
         """The model's output around one media file; None for a model it does not know."""
         ...
-
-
-@dataclass
-class SandboxConfig:
-    key: str = field(default_factory=lambda: "sandbox-" + secrets.token_hex(8))
-    queue_seconds: float = 1.0
-    run_seconds: float = 3.0
-    log_lines: int = 4
-    flavor: Flavor = "fal"
-    retention_seconds: float = 3600.0
-    stream_ping_seconds: float = 15.0
-    stream_tick_seconds: float = 0.05
-    drop_streams_after: int | None = None  # reset each status stream after this many events (a dropped stream)
 
 
 @dataclass
@@ -84,19 +70,6 @@ class SeenRequest:
             if part.startswith("instance/"):
                 return part.removeprefix("instance/")
         return None
-
-
-@dataclass
-class SandboxJob:
-    request_id: str
-    endpoint_id: str
-    body: dict[str, Any]
-    submitted_at: float
-    queue_position: int
-    fail_with: str | None = None
-    cancelled: bool = False
-    created_wall: float = field(default_factory=time.time)
-    completed_at: float | None = None
 
 
 class Sandbox:
@@ -166,33 +139,8 @@ class Sandbox:
 
     # ---- job model ------------------------------------------------------------------------------
 
-    def _phase(self, job: SandboxJob, now: float) -> tuple[str, float]:
-        elapsed = now - job.submitted_at
-        if job.cancelled or elapsed >= self.config.queue_seconds + self.config.run_seconds:
-            if job.completed_at is None:
-                job.completed_at = now
-            return "COMPLETED", elapsed
-        if elapsed < self.config.queue_seconds:
-            return "IN_QUEUE", elapsed
-        return "IN_PROGRESS", elapsed
-
-    def _logs(self, job: SandboxJob, elapsed: float) -> list[dict[str, Any]]:
-        running = max(0.0, elapsed - self.config.queue_seconds)
-        count = self.config.log_lines
-        step = self.config.run_seconds / max(count, 1)
-        shown = min(count, int(running / step) + 1) if running > 0 else 0
-        return [
-            {
-                "message": f"Generating: step {i + 1} of {count}",
-                "level": "INFO",
-                "source": "user",
-                "timestamp": _iso(job.created_wall + self.config.queue_seconds + i * step),
-            }
-            for i in range(shown)
-        ]
-
     def _status_body(self, job: SandboxJob, now: float) -> tuple[int, dict[str, Any]]:
-        phase, elapsed = self._phase(job, now)
+        phase, elapsed = job_phase(job, self.config, now)
         body: dict[str, Any] = {"status": phase, "request_id": job.request_id}
         base = self._advertised_base()
         body["response_url"] = f"{base}/{app_id(job.endpoint_id)}/requests/{job.request_id}"
@@ -201,7 +149,7 @@ class Sandbox:
             body["queue_position"] = job.queue_position
             body["logs"] = None
             return (200 if self.config.flavor == "uniapi" else 202), body
-        body["logs"] = self._logs(job, elapsed)
+        body["logs"] = job_logs(job, self.config, elapsed)
         if phase == "IN_PROGRESS":
             return (200 if self.config.flavor == "uniapi" else 202), body
         body["metrics"] = {"inference_time": self.config.run_seconds}
@@ -395,7 +343,7 @@ class Sandbox:
         if isinstance(job, Response):
             return job
         with self._lock:
-            phase, _ = self._phase(job, time.monotonic())
+            phase, _ = job_phase(job, self.config, time.monotonic())
         if phase != "COMPLETED":
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
         if job.cancelled:
@@ -422,7 +370,7 @@ class Sandbox:
         if isinstance(job, Response):
             return job
         with self._lock:
-            phase, _ = self._phase(job, time.monotonic())
+            phase, _ = job_phase(job, self.config, time.monotonic())
             if phase == "COMPLETED":
                 return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
             job.cancelled = True
@@ -444,21 +392,5 @@ class Sandbox:
         output = self.rules.output(job.endpoint_id, media_url, content_type) if self.rules is not None else None
         if output is None:
             output = {"video": {"url": media_url, "content_type": content_type, "file_name": name}}
-        _add_file_size(output, media_url, len(media_files.sample_for(name)[0]))
+        media_files.add_file_size(output, media_url, len(media_files.sample_for(name)[0]))
         return output
-
-
-def _add_file_size(node: Any, media_url: str, size: int) -> None:
-    """fal's file objects carry `file_size`; give the sandbox's the real size of the file served."""
-    if isinstance(node, dict):
-        if node.get("url") == media_url:
-            node.setdefault("file_size", size)
-        for value in node.values():
-            _add_file_size(value, media_url, size)
-    elif isinstance(node, list):
-        for value in node:
-            _add_file_size(value, media_url, size)
-
-
-def _iso(wall: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int((wall % 1) * 1e6):06d}"
