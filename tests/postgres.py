@@ -9,6 +9,7 @@ Without the PostgreSQL binaries (or psycopg) the PostgreSQL cases are skipped, u
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import shutil
@@ -45,6 +46,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         cluster = json.loads(described.read_text())
         LocalPostgres.attach(Path(cluster["root"]), cluster["port"]).stop()
     shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def psycopg_installed() -> None:
+    """For the cases that need the driver but no database: skipped without the [postgres] extra."""
+    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
+        problem = 'psycopg is not installed (pip install ".[postgres]")'
+        if os.environ.get(REQUIRE_VARIABLE) == "1":
+            pytest.fail(f"{REQUIRE_VARIABLE}=1 but {problem}")
+        pytest.skip(problem)
 
 
 @pytest.fixture(scope="session")

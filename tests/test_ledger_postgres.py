@@ -105,7 +105,7 @@ def test_a_foreign_jobs_table_is_refused_and_left_unchanged(postgres_url: str) -
     assert _query(postgres_url, "SELECT mine FROM fal_mcp_jobs") == [("kept",)]
 
 
-def test_an_unreachable_database_names_the_variable_but_not_the_password() -> None:
+def test_an_unreachable_database_names_the_variable_but_not_the_password(psycopg_installed: None) -> None:
     url = f"postgresql://fal:s3cret-Passw0rd@127.0.0.1:{free_port()}/jobs"
     with pytest.raises(LedgerError) as caught:
         open_target(url, connect_timeout=2)
@@ -114,7 +114,7 @@ def test_an_unreachable_database_names_the_variable_but_not_the_password() -> No
     assert "s3cret-Passw0rd" not in message
 
 
-def test_start_up_stops_on_an_unreachable_database(tmp_path: Path) -> None:
+def test_start_up_stops_on_an_unreachable_database(psycopg_installed: None, tmp_path: Path) -> None:
     url = f"postgresql://fal:s3cret-Passw0rd@127.0.0.1:{free_port()}/jobs"
     env = clean_env(UNIAPI_KEY="k", FAL_MCP_DATABASE_URL=url, FAL_MCP_CONNECT_TIMEOUT="2")
     result = subprocess.run(
@@ -141,7 +141,25 @@ def test_the_database_url_is_a_secret_with_a_checked_scheme() -> None:
     assert "hunter22" not in str(caught.value)
 
 
-def test_locations_in_messages_carry_no_password() -> None:
+def test_a_database_url_without_the_driver_says_what_to_install(tmp_path: Path) -> None:
+    """Without the [postgres] extra (here a psycopg that cannot be loaded shadows any installed one), start-up stops
+    with the extra to install, and the password stays out of the message."""
+    shadow = tmp_path / "shadow" / "psycopg"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('psycopg is missing here')\n")
+    url = f"postgresql://fal:s3cret-Passw0rd@127.0.0.1:{free_port()}/jobs"
+    env = clean_env(UNIAPI_KEY="k", FAL_MCP_DATABASE_URL=url)
+    env["PYTHONPATH"] = f"{shadow.parent}{os.pathsep}{env['PYTHONPATH']}"
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "--transport", "http", "--port", str(free_port())],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "FAL_MCP_DATABASE_URL" in result.stderr and 'pip install "fal-queue-mcp[postgres]"' in result.stderr
+    assert "s3cret-Passw0rd" not in result.stderr + result.stdout
+
+
+def test_locations_in_messages_carry_no_password(psycopg_installed: None) -> None:
     from server.jobs.ledger.postgres import safe_location
 
     assert safe_location("postgresql://u:pw@h:5433/db?sslmode=require&password=x") == "postgresql://u@h:5433/db"
