@@ -37,7 +37,6 @@ def settings(sandbox: Sandbox) -> Settings:
 # worker together. These files, whose tests take many seconds (real server processes, long jobs, a browser), are
 # handed out first, the longest first, so that the workers finish together rather than one of them running a long
 # test alone at the end. Any other file follows in its usual order.
-MAX_AUTO_WORKERS = 8
 RUN_FIRST = (
     "test_scale_out.py",
     "test_fuzz.py",
@@ -56,6 +55,7 @@ RUN_FIRST = (
     "test_key_confinement.py",
     "test_job_events.py",
 )
+MAX_AUTO_WORKERS = 8  # `-n auto` never starts more workers than this, whatever the core count
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -35,12 +35,19 @@ def find_binaries() -> Path | None:
     return None
 
 
+def driver_missing() -> str | None:
+    """Why the PostgreSQL ledger's driver cannot be loaded here, or None when it can."""
+    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
+        return 'psycopg is not installed (pip install ".[postgres]")'
+    return None
+
+
 def unavailable() -> str | None:
     """Why a local cluster cannot run here, or None when it can."""
     if find_binaries() is None:
         return "PostgreSQL server binaries (initdb, pg_ctl) not found"
-    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
-        return 'psycopg is not installed (pip install ".[postgres]")'
+    if (missing := driver_missing()) is not None:
+        return missing
     if os.geteuid() == 0:
         try:
             pwd.getpwnam(SYSTEM_USER)

@@ -9,7 +9,6 @@ Without the PostgreSQL binaries (or psycopg) the PostgreSQL cases are skipped, u
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from server.jobs.ledger import JobLedger, SqliteLedger
-from tests.local_postgres import LocalPostgres, unavailable
+from tests.local_postgres import LocalPostgres, driver_missing, unavailable
 
 REQUIRE_VARIABLE = "FAL_MCP_REQUIRE_POSTGRES"
 # Set by the controlling pytest process for its xdist workers (they inherit its environment): the folder where
@@ -48,23 +47,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(shared, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def psycopg_installed() -> None:
-    """For the cases that need the driver but no database: skipped without the [postgres] extra."""
-    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
-        problem = 'psycopg is not installed (pip install ".[postgres]")'
-        if os.environ.get(REQUIRE_VARIABLE) == "1":
-            pytest.fail(f"{REQUIRE_VARIABLE}=1 but {problem}")
-        pytest.skip(problem)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[LocalPostgres]:
-    problem = unavailable()
+def _skip_unless_possible(problem: str | None) -> None:
+    """Skip the test for `problem`, or fail it when FAL_MCP_REQUIRE_POSTGRES=1 (CI); nothing when it is None."""
     if problem is not None:
         if os.environ.get(REQUIRE_VARIABLE) == "1":
             pytest.fail(f"{REQUIRE_VARIABLE}=1 but PostgreSQL cannot run here: {problem}")
         pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def psycopg_installed() -> None:
+    """For the cases that need the driver but no database: skipped without the [postgres] extra."""
+    _skip_unless_possible(driver_missing())
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    _skip_unless_possible(unavailable())
     shared = os.environ.get(SHARED_VARIABLE)
     if shared is None:  # loaded some other way: a cluster of this session's own
         with LocalPostgres() as server:
