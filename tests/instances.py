@@ -4,16 +4,14 @@ multi-instance tests and the scale-out benchmark; no pytest in here)."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.local_postgres import free_port
+from tests.ports import free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,17 +33,7 @@ class HttpInstance:
         )
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the instance stopped: {self.output()[-3000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()  # it is listening
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the instance did not start within 60 s") from None
-                time.sleep(0.1)
+        wait_listening(self.process, self.port, self.output)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

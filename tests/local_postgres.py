@@ -14,11 +14,12 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from tests.ports import free_port
 
 SEARCH_PATHS = ("/usr/local/bin", "/usr/local/pgsql/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
 SYSTEM_USER = "postgres"
@@ -54,12 +55,6 @@ def unavailable() -> str | None:
         except KeyError:
             return f"running as root and there is no {SYSTEM_USER!r} user to run PostgreSQL (useradd --system postgres)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class LocalPostgres:

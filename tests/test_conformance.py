@@ -15,10 +15,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +24,7 @@ from typing import NamedTuple
 import pytest
 
 from tests.helpers import clean_env
+from tests.ports import free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "conformance"
@@ -135,9 +134,7 @@ def server(
 ) -> Iterator[Served]:
     """`fal-queue-mcp --sandbox --transport http` on a free loopback port, with sessions or stateless."""
     mode: str = request.param
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     log = tmp_path_factory.mktemp("conformance") / "server.log"
     if mode == "sessions":
         env = clean_env(FAL_MCP_HTTP_STATELESS="false")  # pinned, where that setting exists
@@ -148,15 +145,7 @@ def server(
     with log.open("w") as output:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"the server exited: {log.read_text()[-2000:]}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start listening within 60 s"
-                time.sleep(0.1)
+        wait_listening(process, port, log.read_text)
         yield Served(mode, f"http://127.0.0.1:{port}/mcp")
     finally:
         process.terminate()

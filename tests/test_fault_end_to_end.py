@@ -7,7 +7,6 @@ each way a failure travels (a refusal, an unknown submit outcome, a wait, a tran
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from server.sandbox import Sandbox, SandboxConfig
 from server.sandbox.media import tiny_png
 from tests.fault_matrix import CALL_DEADLINE, CASE_BY_ID, KEY, Case, Outcome, judge
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of
+from tests.ports import refused_url
 
 pytestmark = pytest.mark.anyio
 
@@ -33,13 +33,6 @@ END_TO_END = [
     "cancel-reset-persistent",
     "upload-token-http401-persistent",
 ]
-
-
-def _dead_base() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def _model_posts(sandbox: Sandbox) -> int:
@@ -75,7 +68,7 @@ async def test_fault_through_mcp(case_id: str, tmp_path: Path) -> None:
             "state_dir": tmp_path / "state",
         }
         if case.fault.refused:
-            overrides.update(base_url=_dead_base(), storage_token_base=_dead_base())
+            overrides.update(base_url=refused_url(), storage_token_base=refused_url())
         async with connect(make_settings(sandbox, **overrides)) as client:
             await client.list_tools()  # the checked client's schemas, fetched before any fault
             request_id = str(uuid.uuid4())

@@ -23,7 +23,6 @@ the storage routes are shared by every upload, so each upload case has an upstre
 from __future__ import annotations
 
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -63,6 +62,7 @@ from tests.fault_matrix import (
     judge,
 )
 from tests.helpers import SEED_INPUT
+from tests.ports import refused_url
 from tools.submit import submit
 
 # Cases in flight at once: enough to overlap the waits; more would only make httpx's connection pool (shared, so
@@ -83,13 +83,6 @@ def core_settings(base_url: str, state_dir: Path, **overrides: Any) -> Settings:
         "watch_jobs": False,
     }
     return Settings.from_env({}, **(values | overrides))
-
-
-def dead_base() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # nothing listens there any more: connections are refused
 
 
 def matrix_sandbox(*, drop_streams: bool = False) -> Sandbox:
@@ -157,7 +150,7 @@ class Matrix:
         any_case = next(case for case in CASES if case.persistent)
         for name in groups:
             sandbox = sandboxes.get(name)
-            base = sandbox.base_url if sandbox is not None else dead_base()
+            base = sandbox.base_url if sandbox is not None else refused_url()
             state = self.workdir / f"state-{len(self.upstreams)}"
             submits = await self._stack.enter_async_context(
                 open_runtime(core_settings(base, state, **any_case.settings()))

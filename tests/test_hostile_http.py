@@ -22,18 +22,13 @@ from mcp.client.streamable_http import streamable_http_client
 from server.http_guard import Admission, ConnectionLimits
 from server.sandbox import Sandbox
 from tests.helpers import initialize_request, server_env
+from tests.ports import free_port
 
 resource = pytest.importorskip("resource")  # POSIX only
 Server = subprocess.Popen[bytes]
 TOKEN = "hostile-http-token-8c1f0e"
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream"}
 LINUX_PROC = Path("/proc/self/limits").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _files_limit(soft: int, hard: int) -> Callable[[], None]:
@@ -45,7 +40,7 @@ def _files_limit(soft: int, hard: int) -> Callable[[], None]:
 
 @contextlib.contextmanager
 def _http_server(sandbox: Sandbox, stderr: Path, *, soft: int, hard: int, **env: str) -> Iterator[tuple[str, Server]]:
-    port = _free_port()
+    port = free_port()
     # stderr to a file, not a pipe: a pipe nobody reads while the test runs would fill up and stall the server
     errors = stderr.open("wb")
     process = subprocess.Popen(

@@ -32,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.ports import free_port, wait_listening
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CHROMIUM = os.environ.get("FAL_MCP_CHROMIUM", "/usr/bin/chromium")
@@ -152,12 +154,6 @@ def serving(app: Any) -> Iterator[int]:
 # ---- the server under test --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def server_command() -> list[str]:
     """`fal-queue-mcp` as installed next to this Python, else the same entry point as a module."""
     script = Path(sys.executable).with_name("fal-queue-mcp")
@@ -172,17 +168,7 @@ def running_server(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
     with log.open("wb") as stderr:
         process = subprocess.Popen(command, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the server exited ({process.returncode}): {log.read_text()[-2000:]}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the server did not start listening") from None
-                    time.sleep(0.1)
+            wait_listening(process, port, log.read_text, seconds=30)
             yield f"http://127.0.0.1:{port}/mcp"
         finally:
             process.terminate()
