@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import uvicorn
 
 
 def free_port() -> int:
@@ -37,3 +41,26 @@ def wait_listening(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start listening within {seconds:g} s") from None
             time.sleep(0.1)
+
+
+@contextmanager
+def serving_in_thread(app: Any, *, seconds: float = 20, **config: Any) -> Iterator[int]:
+    """uvicorn serving `app` on a free 127.0.0.1 port in a daemon thread (`config`: more uvicorn settings); yields
+    the port once it serves, and stops it on the way out."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, **({"log_level": "critical"} | config)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + seconds
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server in a thread did not start within {seconds:g} s")
+            time.sleep(0.01)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

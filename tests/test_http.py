@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 import tempfile
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,6 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -24,22 +21,15 @@ from server.http_transport import http_app
 from server.sandbox import Sandbox
 from server.settings import Settings
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings
+from tests.ports import serving_in_thread
 
 TOKEN = "test-bearer-token-5f2c9a"
 
 
 def _serve(app) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/mcp"
-    server.should_exit = True
-    thread.join(timeout=5)
+    """The app's /mcp URL, served until the generator is resumed once more (or closed)."""
+    with serving_in_thread(app, seconds=10) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.fixture

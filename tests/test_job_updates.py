@@ -5,8 +5,6 @@ memory, over a real stdio subprocess and over HTTP; and the capabilities each tr
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -14,7 +12,6 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.client.subscriptions import ListenNotSupportedError, ResourceUpdated
 from mcp.server.mcpserver import MCPServer
@@ -29,6 +26,7 @@ from server.jobs.keeping import Jobs
 from server.jobs.ledger import Ledger
 from server.sandbox import Sandbox
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings, server_env
+from tests.ports import serving_in_thread
 from tools.mcp_updates import JOBS_URI, JobUpdates, job_uri
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]
@@ -42,18 +40,8 @@ WHERE_LEGACY = ["memory", "stdio", "http-stateful"]  # stateless HTTP has no cha
 
 @contextmanager
 def serve_http(app: Any) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving_in_thread(app) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 @asynccontextmanager

@@ -14,10 +14,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.ports import free_port, wait_listening
+from tests.ports import free_port, serving_in_thread, wait_listening
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -131,24 +128,9 @@ def host_app(bundle_dir: Path, mcp_url: str) -> Starlette:
 
 @contextmanager
 def serving(app: Any) -> Iterator[int]:
-    """uvicorn on 127.0.0.1 (a free port) in a daemon thread; yields the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="browser-host", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the host page's server did not start")
-        time.sleep(0.02)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    """The host page's server: uvicorn on 127.0.0.1 (a free port) in a daemon thread; yields the port."""
+    with serving_in_thread(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2) as port:
+        yield port
 
 
 # ---- the server under test --------------------------------------------------------------------------------------
