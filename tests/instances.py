@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.ports import free_port, wait_listening
+from tests.servers import free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 

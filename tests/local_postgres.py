@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.ports import free_port
+from tests.servers import free_port
 
 SEARCH_PATHS = ("/usr/local/bin", "/usr/local/pgsql/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
 SYSTEM_USER = "postgres"

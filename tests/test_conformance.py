@@ -24,7 +24,7 @@ from typing import NamedTuple
 import pytest
 
 from tests.helpers import clean_env
-from tests.ports import free_port, wait_listening
+from tests.servers import free_port, stop, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "conformance"
@@ -148,12 +148,7 @@ def server(
         wait_listening(process, port, log.read_text)
         yield Served(mode, f"http://127.0.0.1:{port}/mcp")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, seconds=20)
 
 
 def _results(folder: Path) -> dict[str, list[dict[str, object]]]:

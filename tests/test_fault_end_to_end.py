@@ -19,7 +19,7 @@ from server.sandbox import Sandbox, SandboxConfig
 from server.sandbox.media import tiny_png
 from tests.fault_matrix import CALL_DEADLINE, CASE_BY_ID, KEY, Case, Outcome, judge
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of
-from tests.ports import refused_url
+from tests.servers import refused_url
 
 pytestmark = pytest.mark.anyio
 

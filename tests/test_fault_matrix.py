@@ -62,7 +62,7 @@ from tests.fault_matrix import (
     judge,
 )
 from tests.helpers import SEED_INPUT
-from tests.ports import refused_url
+from tests.servers import refused_url
 from tools.submit import submit
 
 # Cases in flight at once: enough to overlap the waits; more would only make httpx's connection pool (shared, so

@@ -22,7 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from server.http_guard import Admission, ConnectionLimits
 from server.sandbox import Sandbox
 from tests.helpers import initialize_request, server_env
-from tests.ports import free_port
+from tests.servers import free_port
 
 resource = pytest.importorskip("resource")  # POSIX only
 Server = subprocess.Popen[bytes]

@@ -21,7 +21,7 @@ from server.http_transport import http_app
 from server.sandbox import Sandbox
 from server.settings import Settings
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings
-from tests.ports import serving_in_thread
+from tests.servers import serving_in_thread
 
 TOKEN = "test-bearer-token-5f2c9a"
 

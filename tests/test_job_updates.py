@@ -26,7 +26,7 @@ from server.jobs.keeping import Jobs
 from server.jobs.ledger import Ledger
 from server.sandbox import Sandbox
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings, server_env
-from tests.ports import serving_in_thread
+from tests.servers import serving_in_thread
 from tools.mcp_updates import JOBS_URI, JobUpdates, job_uri
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")]

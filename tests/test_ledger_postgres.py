@@ -16,8 +16,8 @@ import pytest
 from server.jobs.ledger import SCHEMA_VERSION, LedgerError
 from server.settings import Settings, SettingsError
 from tests.helpers import INITIALIZED, clean_env, initialize_request, jsonrpc_line
-from tests.ports import free_port
 from tests.postgres import open_target
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.ports import free_port, serving_in_thread, wait_listening
+from tests.servers import free_port, serving_in_thread, stop, wait_listening
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -153,12 +153,7 @@ def running_server(env: dict[str, str], log: Path, *args: str) -> Iterator[str]:
             wait_listening(process, port, log.read_text, seconds=30)
             yield f"http://127.0.0.1:{port}/mcp"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, seconds=10)
 
 
 # ---- the host bundle --------------------------------------------------------------------------------------------

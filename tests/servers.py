@@ -1,4 +1,5 @@
-"""Loopback ports for server subprocesses: a free one to listen on, and waiting until a process listens there."""
+"""Servers the tests start on 127.0.0.1: a free port to listen on, waiting until a subprocess listens there,
+stopping it, and an ASGI app served from a thread."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[Any], *, seconds: float) -> None:
+    """Ask the process to end (SIGTERM); kill it when it has not within `seconds`."""
+    process.terminate()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def refused_url() -> str:
