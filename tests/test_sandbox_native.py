@@ -53,11 +53,13 @@ def luma(sandbox: Sandbox) -> Iterator[httpx.Client]:
 
 
 def move(sandbox: Sandbox, job_id: str, stage: str) -> None:
-    """Shift the job's clock so that it is `running` or `done` now."""
+    """Shift a queued job's clock so that it is `running` or `done` now (a job read from the book is stored back)."""
     if stage == "done":
         sandbox.finish_now(job_id)
     else:
-        sandbox.jobs[job_id].submitted_at = time.monotonic() - sandbox.config.queue_seconds - 1
+        job = sandbox.jobs[job_id]
+        job.submitted_at -= sandbox.config.queue_seconds + 1
+        sandbox.jobs[job_id] = job
 
 
 # ---- the tolerant reading a client must do ---------------------------------------------------------------
