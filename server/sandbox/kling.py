@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -154,7 +154,7 @@ class KlingRoutes:
 
     # ---- routes ---------------------------------------------------------------------------------
 
-    def _creator(self, action: KlingAction) -> Callable[[Request], Any]:
+    def _creator(self, action: KlingAction) -> Callable[[Request], Awaitable[Response]]:
         async def create(request: Request) -> Response:
             if (refused := await self._admitted(request)) is not None:
                 return refused
@@ -168,7 +168,7 @@ class KlingRoutes:
 
         return create
 
-    def _reader(self, action: KlingAction) -> Callable[[Request], Any]:
+    def _reader(self, action: KlingAction) -> Callable[[Request], Awaitable[Response]]:
         async def read(request: Request) -> Response:
             if (refused := await self._admitted(request)) is not None:
                 return refused
