@@ -4,7 +4,8 @@ A real HTTP server on 127.0.0.1 (ephemeral port) in a background thread. Jobs mo
 (with log lines) -> COMPLETED over configurable times. What is specific to each model comes from `ModelRules`
 (the catalog provides them, see `tools.catalog.sandbox_rules`): submits are validated with the same classes the
 MCP tools use, so a bad input gets fal's 422, and outputs have each model's shape. Without rules any input is
-accepted and every output is a video. Every request is recorded for tests to inspect.
+accepted and every output is a video. Every request is recorded for tests to inspect. UniAPI's native Kling and
+Luma routes are served beside them (server/sandbox/kling.py, luma.py; their dialect knobs in native.py).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from server.fal.ids import app_id
 from server.sandbox import media as media_files
 from server.sandbox.faults import DroppingConnections, Fault, FaultBook
 from server.sandbox.jobs import SandboxConfig, SandboxJob, job_logs, job_phase
+from server.sandbox.kling import kling_routes
+from server.sandbox.luma import luma_routes
+from server.sandbox.native import FAIL_MARKER, NativeConfig
 from server.sandbox.ranges import ranged_response
 from server.sandbox.storage import storage_routes
 
 MediaKind = Literal["video", "image"]
-FAIL_MARKER = "[sandbox:fail]"
 
 
 class ModelRules(Protocol):
@@ -75,8 +78,11 @@ class SeenRequest:
 class Sandbox:
     """Start with `with Sandbox() as sandbox:` (or start()/stop()); `sandbox.base_url` is the upstream."""
 
-    def __init__(self, config: SandboxConfig | None = None, rules: ModelRules | None = None) -> None:
+    def __init__(
+        self, config: SandboxConfig | None = None, rules: ModelRules | None = None, native: NativeConfig | None = None
+    ) -> None:
         self.config = config or SandboxConfig()
+        self.native = native or NativeConfig()  # the Kling and Luma routes' dialect (server/sandbox/native.py)
         self.rules = rules
         self.jobs: dict[str, SandboxJob] = {}
         self.requests: list[SeenRequest] = []
@@ -172,6 +178,8 @@ class Sandbox:
             Starlette(
                 routes=[
                     Route("/files/{request_id}/{name}", self._file, methods=["GET"]),
+                    *kling_routes(self),  # UniAPI's native families, before fal's catch-all submit route
+                    *luma_routes(self),
                     # fal storage (uploads), mounted before the catch-all submit route
                     *(
                         self._recorded(route)
