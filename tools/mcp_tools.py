@@ -102,10 +102,11 @@ def _publish_featured_inputs(submit: Tool) -> None:
     """Give submit_fal_job's `input` the typed schemas of the featured models, derived from the catalog."""
     arms, defs = featured_inputs()
     # additionalProperties said outright (compact drops it as the default): strict clients otherwise close the
-    # object (pydantic-ai's OpenAI conversion sends `input` as {} then).
+    # object (pydantic-ai's OpenAI conversion sends `input` as {} then). Said as the schema {}, which means the same
+    # as `true`: google-genai's converter reads it as a schema and crashes on a boolean.
     submit.parameters["properties"]["input"] = {
         **submit.parameters["properties"]["input"],
-        "additionalProperties": True,
+        "additionalProperties": {},
         "anyOf": arms,
     }
     submit.parameters["$defs"] = defs

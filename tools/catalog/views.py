@@ -116,8 +116,9 @@ def featured_input_schema() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         name = ref["$ref"].removeprefix("#/$defs/")
         defs[name] = {**defs[name], "description": endpoint_id}
         arms.append(ref)
-    # Open on purpose: without additionalProperties a strict client (pydantic-ai's OpenAI conversion) closes it.
+    # Open on purpose: without additionalProperties a strict client (pydantic-ai's OpenAI conversion) closes it;
+    # {} rather than true, which google-genai's converter cannot read (see tools.mcp_tools).
     arms.append(
-        {"type": "object", "additionalProperties": True, "description": "any other model (see describe_fal_model)"}
+        {"type": "object", "additionalProperties": {}, "description": "any other model (see describe_fal_model)"}
     )
     return arms, numeric_enums_as_ranges(without_descriptions(compact(defs), SELF_EXPLANATORY))
