@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from google.genai import _mcp_utils, types
+from pydantic_ai.profiles.openai import OpenAIJsonSchemaTransformer, openai_model_profile
 
 from server.settings import Settings
 from tests.helpers import connect
@@ -32,6 +33,21 @@ async def test_google_genai_converts_every_tool(settings: Settings) -> None:
     assert kling.properties is not None and kling.properties["duration"].enum == ["5", "10"]
     catch_all = arms[-1]
     assert catch_all.type == types.Type.OBJECT and not catch_all.properties  # any other model: an open object
+
+
+async def test_pydantic_ai_keeps_submit_input_open_for_openai(settings: Settings) -> None:
+    """pydantic-ai's OpenAI conversion closes every object that does not say it is open (`input` then reaches the
+    model as {}, every parameter dropped); saying it as {} (for google-genai, above) must keep it open."""
+    async with connect(settings) as client:
+        listed = await client.list_tools()
+    assert openai_model_profile("gpt-5").get("json_schema_transformer") is OpenAIJsonSchemaTransformer
+    submit = next(tool for tool in listed.tools if tool.name == "submit_fal_job")
+    transformer = OpenAIJsonSchemaTransformer(submit.input_schema, strict=None)
+    converted = transformer.walk()
+    field = converted["properties"]["input"]
+    assert field["additionalProperties"] not in (None, False)
+    assert field["anyOf"][-1]["additionalProperties"] not in (None, False)  # any other model: still open
+    assert transformer.is_strict_compatible is False  # so pydantic-ai sends it without strict mode, open
 
 
 def _arm(arms: list[types.Schema], description: str) -> Any:
