@@ -220,7 +220,7 @@ def create_server(
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
-        tools=mcp_tools.build_tools(),
+        tools=mcp_tools.build_tools(settings.max_wait_seconds),
         extensions=[mcp_apps.build_apps(settings)],
         subscriptions=updates.bus,
     )

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.anyio
 BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "fal-ai/kling-video/v2.1/pro/image-to-video",
-        {"prompt": "x", "duration": 5},
-        ["image_url is required", "duration", "'5' or '10'", "you sent 5"],
+        {"prompt": "x", "duration": 7},  # 5 would be taken as "5" (tools.catalog.slips); 7 is no choice
+        ["image_url is required", "duration", "'5' or '10'", "you sent 7"],
     ),
     (
         "fal-ai/veo3.1/fast/image-to-video",
@@ -46,7 +46,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("fal-ai/bytedance/seedance/v1/pro/image-to-video", {"prompt": "x"}, ["image_url is required"]),
     ("fal-ai/pixverse/v5/text-to-video", {"prompt": "x", "style": "watercolor"}, ["style", "'anime'"]),
-    ("fal-ai/sora-2/text-to-video", {"prompt": "x", "duration": "4"}, ["duration", "4, 8, 12, 16 or 20"]),
+    ("fal-ai/sora-2/text-to-video", {"prompt": "x", "duration": "5"}, ["duration", "4, 8, 12, 16 or 20"]),
     (
         "fal-ai/flux/dev",
         {"prompt": "x", "num_images": 9, "image_size": {"width": "wide"}},

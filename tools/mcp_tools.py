@@ -25,6 +25,7 @@ from server.app import Runtime
 from server.errors import FalError, redact
 from server.fal.ids import InvalidIdError
 from server.jobs.ledger.base import MAX_LIST_LIMIT
+from server.settings import Settings
 from tools.mcp_apps import VIEW_META
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 FEATURED_INPUTS = Path(__file__).parent / "catalog" / "featured_inputs.json"
 TOOL_SCHEMAS = Path(__file__).with_name("tool_schemas.json")
 
+# get_fal_result's published schema says the cap a server applies; tool_schemas.json carries the default one.
+DEFAULT_MAX_WAIT_SECONDS: float = Settings.model_fields["max_wait_seconds"].default
 RequestId = Annotated[str, Field(description="From submit_fal_job.")]
 OptionalModel = Annotated[str | None, Field(description="Endpoint id; needed only for jobs not recorded here.")]
 
@@ -52,9 +55,18 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 LOCAL_READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
-def build_tools() -> list[Tool]:
-    """The tools with compact published schemas (no generated titles), ready for `MCPServer(tools=...)`."""
+def wait_description(cap: float) -> str:
+    """wait_seconds's description: its real default, and the cap this server applies (FAL_MCP_MAX_WAIT_SECONDS)."""
+    return f"Seconds to wait: default 0 (no wait), capped at {cap:g}."
+
+
+def build_tools(max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS) -> list[Tool]:
+    """The tools with compact published schemas (no generated titles), ready for `MCPServer(tools=...)`; the
+    wait cap said in get_fal_result's schema is `max_wait_seconds`, the one the server applies."""
     schemas = json.loads(TOOL_SCHEMAS.read_text())
+    schemas["get_fal_result"]["inputSchema"]["properties"]["wait_seconds"]["description"] = wait_description(
+        max_wait_seconds
+    )
     tools = [_tool(fn, title, annotations, schemas[fn.__name__]) for fn, title, annotations, _ in tool_specs()]
     for tool in tools:
         if tool.name in VIEW_TOOLS:
@@ -102,10 +114,11 @@ def _publish_featured_inputs(submit: Tool) -> None:
     """Give submit_fal_job's `input` the typed schemas of the featured models, derived from the catalog."""
     arms, defs = featured_inputs()
     # additionalProperties said outright (compact drops it as the default): strict clients otherwise close the
-    # object (pydantic-ai's OpenAI conversion sends `input` as {} then).
+    # object (pydantic-ai's OpenAI conversion sends `input` as {} then). Said as the schema {}, which means the same
+    # as `true`: google-genai's converter reads it as a schema and crashes on a boolean.
     submit.parameters["properties"]["input"] = {
         **submit.parameters["properties"]["input"],
-        "additionalProperties": True,
+        "additionalProperties": {},
         "anyOf": arms,
     }
     submit.parameters["$defs"] = defs
@@ -169,13 +182,16 @@ async def submit_fal_job(
     model: Annotated[
         str,
         Field(
-            description="fal endpoint id, e.g. 'fal-ai/kling-video/v2.1/standard/image-to-video' "
-            "(the 'fal-ai/' prefix is optional)."
+            # the 'fal-ai/' prefix may be left out, but saying so is context paid for every turn, for nothing
+            description="fal endpoint id, e.g. 'fal-ai/kling-video/v2.1/standard/image-to-video'."
         ),
     ],
     input: Annotated[
         dict[str, Any],
-        Field(description="The model's parameters; send only the fields you set (fal's defaults apply to the rest)."),
+        Field(
+            description="The model's parameters; send only the fields you set (fal's defaults apply to the rest). "
+            "File fields (image_url, ...) also take a local file's path."
+        ),
     ],
     ctx: Context[Runtime, Any],
 ) -> CallToolResult:
@@ -267,7 +283,7 @@ async def get_fal_result(
     model: OptionalModel = None,
     wait_seconds: Annotated[
         float,
-        Field(ge=0, description="Seconds to wait for the job (capped by the server, default 50)."),
+        Field(ge=0, description=wait_description(DEFAULT_MAX_WAIT_SECONDS)),
     ] = 0,
     download: Annotated[bool, Field(description="Also save the media files on this computer.")] = False,
 ) -> CallToolResult:

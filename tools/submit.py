@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from server.errors import InvalidRequestError
 from server.fal.ids import normalize_endpoint_id
 from tools.answers import SubmitAnswer
-from tools.catalog.validation import check_input
-from tools.uploads import convert_local_fields
+from tools.catalog.validation import InputInvalidError, review_input
+from tools.uploads import publish_local_files, read_local_files
 
 if TYPE_CHECKING:
     from server.app import Runtime
@@ -26,8 +26,11 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
     if not isinstance(params, dict):
         raise InvalidRequestError('input must be a JSON object of the model\'s parameters, e.g. {"prompt": "..."}')
     _check_limits(rt, params)
-    checked = check_input(endpoint_id, params)
-    body, file_notes = await convert_local_fields(rt, checked.entry, checked.body)
+    checked = review_input(endpoint_id, params)
+    files, file_problems = await read_local_files(rt, checked.entry, checked.body)
+    if checked.problems or file_problems:  # every problem at once: one round trip to fix them all
+        raise InputInvalidError(endpoint_id, checked.problems + file_problems)
+    body, file_notes = await publish_local_files(rt, checked.body, files)
     async with rt.jobs.submit_record(endpoint_id, body) as row:
         receipt = await rt.upstream.submit(endpoint_id, body)
         await row.submitted(receipt)

@@ -1,17 +1,18 @@
 """Local files as model inputs: a photo on disk becomes a URL (fal storage) or a data URI (UniAPI only).
 
 Reading is confined by `server.files.local` (allowed roots, media only, size cap); this module decides how the
-bytes reach the model and which input fields may name a local file.
+bytes reach the model. The fields that may name a local file are the catalog's (`CatalogEntry.file_fields`).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from server.files.local import LocalMedia, is_local_reference, read_media, to_data_uri
+from server.files.local import FileRefusedError, LocalMedia, is_local_reference, read_media, to_data_uri
 from tools.answers import UploadAnswer
 
 if TYPE_CHECKING:
@@ -36,40 +37,61 @@ async def upload(rt: Runtime, reference: str) -> UploadAnswer:
     return UploadAnswer(url=url, kind=kind, content_type=media.mime, size=media.size, note=note)
 
 
-def file_fields(entry: CatalogEntry) -> list[str]:
-    """The catalogued model's fields that take file URLs (`image_url`, `tail_image_url`, `image_urls`, ...)."""
-    return [name for name in entry.params.model_fields if name.endswith(("_url", "_urls"))]
+@dataclass(frozen=True)
+class LocalFile:
+    """A local file named in a file field: where it goes in the body, and its bytes."""
+
+    field: str
+    index: int | None  # its place in a list field (image_urls), else None
+    media: LocalMedia
+
+    @property
+    def label(self) -> str:
+        return self.field if self.index is None else f"{self.field}[{self.index}]"
 
 
-async def convert_local_fields(
+async def read_local_files(
     rt: Runtime, entry: CatalogEntry | None, body: dict[str, Any]
-) -> tuple[dict[str, Any], list[str]]:
-    """Replace local paths in a catalogued model's file fields by URLs; returns the new body and notes."""
+) -> tuple[list[LocalFile], list[str]]:
+    """Read every local file named in a catalogued model's file fields. A refused file is a problem returned, not
+    raised, so submit names it with the input's other problems; nothing is uploaded yet (that waits until the whole
+    input is good), so the files read are held until then, each within the upload cap."""
     if entry is None:
-        return body, []
-    converted = dict(body)
-    notes: list[str] = []
-    for name in file_fields(entry):
+        return [], []
+    found: list[LocalFile] = []
+    problems: list[str] = []
+    for name in entry.file_fields:
         value = body.get(name)
-        if isinstance(value, str) and is_local_reference(value):
-            converted[name], note = await _convert(rt, name, value)
-            notes.append(note)
-        elif isinstance(value, list) and any(isinstance(v, str) and is_local_reference(v) for v in value):
-            items = []
-            for index, item in enumerate(value):
-                if isinstance(item, str) and is_local_reference(item):
-                    item, note = await _convert(rt, f"{name}[{index}]", item)
-                    notes.append(note)
-                items.append(item)
-            converted[name] = items
+        places: list[tuple[int | None, Any]] = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, item in places:
+            if not (isinstance(item, str) and is_local_reference(item)):
+                continue
+            try:
+                found.append(LocalFile(name, index, await _read(rt, item)))
+            except FileRefusedError as exc:
+                where = name if index is None else f"{name}[{index}]"
+                problems.append(f"{where}: {exc.message.rstrip('.')}")
+    return found, problems
+
+
+async def publish_local_files(
+    rt: Runtime, body: dict[str, Any], files: list[LocalFile]
+) -> tuple[dict[str, Any], list[str]]:
+    """`body` with each local file replaced by its URL (fal storage, or a data URI), and a note for each."""
+    if not files:
+        return body, []
+    converted = {name: list(value) if isinstance(value, list) else value for name, value in body.items()}
+    notes: list[str] = []
+    for local in files:
+        url, kind = await _publish(rt, local.media)
+        if local.index is None:
+            converted[local.field] = url
+        else:
+            converted[local.field][local.index] = url
+        how = "uploaded to fal storage" if kind == "uploaded" else "inlined as a data URI (no fal key to upload with)"
+        media = local.media
+        notes.append(f"{local.label}: local file {media.path.name} ({media.mime}, {media.size} bytes) {how}.")
     return converted, notes
-
-
-async def _convert(rt: Runtime, field: str, reference: str) -> tuple[str, str]:
-    media = await _read(rt, reference)
-    url, kind = await _publish(rt, media)
-    how = "uploaded to fal storage" if kind == "uploaded" else "inlined as a data URI (no fal key to upload with)"
-    return url, f"{field}: local file {media.path.name} ({media.mime}, {media.size} bytes) {how}."
 
 
 async def _read(rt: Runtime, reference: str) -> LocalMedia:

@@ -23,8 +23,9 @@ Task = Literal[
 class FalInput(BaseModel):
     """Base of every parameter model.
 
-    Strict, so a number where fal wants a string enum ("5") is refused here rather than by a billed job.
-    Extra fields are allowed: fal keeps adding optional ones, and they are passed through with a note.
+    Strict, so a value fal would refuse (a number where it wants a string enum) is refused here rather than by a
+    billed job; `validation` first corrects the unambiguous slips (5 for "5"), with a note. Extra fields are
+    allowed: fal keeps adding optional ones, and they are passed through with a note.
     """
 
     model_config = ConfigDict(extra="allow", strict=True)
@@ -87,6 +88,12 @@ class CatalogEntry:
     @property
     def required_fields(self) -> tuple[str, ...]:
         return tuple(name for name, info in self.params.model_fields.items() if info.is_required())
+
+    @property
+    def file_fields(self) -> tuple[str, ...]:
+        """The fields that take file URLs (`image_url`, `tail_image_url`, `image_urls`, ...): each also takes a local
+        file path, which submit turns into a URL (tools.uploads)."""
+        return tuple(name for name in self.params.model_fields if name.endswith(("_url", "_urls")))
 
 
 class EntryFactory(Protocol):

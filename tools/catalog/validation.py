@@ -1,7 +1,8 @@
 """Checking a model's input against its catalogued parameter model, before anything is sent or paid for.
 
-The body sent upstream is exactly what the user gave: validation only decides whether to send it, so
-fal's own defaults apply to every field the user left out.
+The body sent upstream is what the user gave: validation decides whether to send it, so fal's own defaults apply
+to every field the user left out. The one change it makes is correcting an obvious type slip (5 for "5", see
+`slips`), said in a note.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from server.errors import InvalidRequestError
 from tools.catalog import CatalogEntry, lookup
+from tools.catalog.slips import correct_slips
 
 MAX_ERRORS_LISTED = 20
 
@@ -25,6 +27,7 @@ class CheckedInput:
     body: dict[str, Any]
     entry: CatalogEntry | None
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # empty: the input may be sent
 
 
 class InputInvalidError(InvalidRequestError):
@@ -44,7 +47,17 @@ class InputInvalidError(InvalidRequestError):
 
 
 def check_input(endpoint_id: str, body: dict[str, Any]) -> CheckedInput:
-    """Validate `body` for a catalogued endpoint; pass uncatalogued ones through with a note."""
+    """`review_input`, raising InputInvalidError (every problem named) for an input that must not be sent."""
+    checked = review_input(endpoint_id, body)
+    if checked.problems:
+        raise InputInvalidError(endpoint_id, checked.problems)
+    return checked
+
+
+def review_input(endpoint_id: str, body: dict[str, Any]) -> CheckedInput:
+    """Validate `body` for a catalogued endpoint, its obvious type slips corrected (with a note); pass uncatalogued
+    ones through with a note. Problems are listed, not raised, so a caller can add its own (local files) and refuse
+    once, naming them all."""
     entry = lookup(endpoint_id)
     if entry is None:
         return CheckedInput(
@@ -53,18 +66,26 @@ def check_input(endpoint_id: str, body: dict[str, Any]) -> CheckedInput:
             None,
             [f"{endpoint_id} is not in this server's catalog, so its input was sent without local validation."],
         )
-    try:
-        entry.params.model_validate(body)
-    except ValidationError as exc:
-        raise InputInvalidError(endpoint_id, [describe_error(e) for e in exc.errors()]) from None
+    errors = _errors(entry.params, body)
+    notes: list[str] = []
+    if errors:
+        body, notes = correct_slips(entry.params, body, errors)
+        errors = _errors(entry.params, body) if notes else errors
     unknown = sorted(set(body) - set(entry.params.model_fields))
-    notes = []
     if unknown:
         notes.append(
             f"Passed through unchanged, not in the catalogued schema of {endpoint_id}: {', '.join(unknown)} "
             "(the model may ignore them)."
         )
-    return CheckedInput(endpoint_id, body, entry, notes)
+    return CheckedInput(endpoint_id, body, entry, notes, [describe_error(e) for e in errors])
+
+
+def _errors(params: type[BaseModel], body: dict[str, Any]) -> list[ErrorDetails]:
+    try:
+        params.model_validate(body)
+    except ValidationError as exc:
+        return exc.errors()
+    return []
 
 
 def describe_error(error: ErrorDetails) -> str:

@@ -34,6 +34,9 @@ SELF_EXPLANATORY = frozenset(
     }
 )
 KEY_FIELDS_SHOWN = 6
+# File fields take a local file as well as a URL (tools.uploads); describe_fal_model says so on each of them.
+LOCAL_PATH_NOTE = "Or a local file's path (absolute, ~/... or file://); submit_fal_job uploads it."
+LOCAL_PATH_LIST_NOTE = "Each may also be a local file's path (absolute, ~/... or file://); submit_fal_job uploads it."
 
 
 def list_models(task: str | None = None, family: str | None = None, query: str | None = None) -> ModelList:
@@ -68,11 +71,23 @@ def describe_model(model: str) -> ModelDescription:
         title=entry.title,
         family=entry.family,
         task=entry.task,
-        input_schema=compact(json_schema(entry.params)),
+        input_schema=_local_paths_said(compact(json_schema(entry.params)), entry.file_fields),
         output_schema=compact(json_schema(entry.output), drop_null=False),
         example_input=example_input(entry.params),
         next=f"Submit with submit_fal_job(model='{endpoint_id}', input={{...}}); send only the fields you set.",
     )
+
+
+def _local_paths_said(schema: dict[str, Any], file_fields: tuple[str, ...]) -> dict[str, Any]:
+    """The schema with each file field saying it also takes a local file path (submit_fal_job uploads it)."""
+    properties: dict[str, Any] = schema.get("properties", {})
+    for name in file_fields:
+        field = properties.get(name)
+        if isinstance(field, dict):
+            said = field.get("description")
+            note = LOCAL_PATH_LIST_NOTE if field.get("type") == "array" else LOCAL_PATH_NOTE
+            field["description"] = f"{said} {note}" if said else note
+    return schema
 
 
 def summarize(entry: CatalogEntry) -> ModelSummary:
@@ -116,8 +131,9 @@ def featured_input_schema() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         name = ref["$ref"].removeprefix("#/$defs/")
         defs[name] = {**defs[name], "description": endpoint_id}
         arms.append(ref)
-    # Open on purpose: without additionalProperties a strict client (pydantic-ai's OpenAI conversion) closes it.
+    # Open on purpose: without additionalProperties a strict client (pydantic-ai's OpenAI conversion) closes it;
+    # {} rather than true, which google-genai's converter cannot read (see tools.mcp_tools).
     arms.append(
-        {"type": "object", "additionalProperties": True, "description": "any other model (see describe_fal_model)"}
+        {"type": "object", "additionalProperties": {}, "description": "any other model (see describe_fal_model)"}
     )
     return arms, numeric_enums_as_ranges(without_descriptions(compact(defs), SELF_EXPLANATORY))
