@@ -120,6 +120,14 @@ class FalQueueClient:
                 "The upstream accepted the submit but answered with a malformed request_id, so the job cannot be "
                 "tracked. A job may be running and billed: check your provider's dashboard before resubmitting."
             ) from None
+        if self._answers.carries_secret(request_id):
+            # Shaped like an id, but the key echoed back: kept, it would travel into answers, the ledger, the job
+            # list and completion. Not quoted, and not kept.
+            raise SubmitOutcomeUnknownError(
+                "The upstream accepted the submit but answered with a request_id that contains the API key, so it "
+                "was not kept and the job cannot be tracked. A job may be running and billed: check your "
+                "provider's dashboard before resubmitting."
+            )
         return SubmitReceipt(
             request_id=request_id,
             endpoint_id=endpoint_id,
