@@ -40,6 +40,8 @@ ENV_NAMES: dict[str, str] = {
     "max_connections": "FAL_MCP_MAX_CONNECTIONS",
     "max_log_lines": "FAL_MCP_MAX_LOG_LINES",
     "max_response_bytes": "FAL_MCP_MAX_RESPONSE_BYTES",
+    "max_stream_event_bytes": "FAL_MCP_MAX_STREAM_EVENT_BYTES",
+    "max_stream_bytes": "FAL_MCP_MAX_STREAM_BYTES",
     "log_level": "FAL_MCP_LOG_LEVEL",
     "max_wait_seconds": "FAL_MCP_MAX_WAIT_SECONDS",
     "poll_first_interval": "FAL_MCP_POLL_FIRST_INTERVAL",
@@ -135,7 +137,9 @@ class Settings(BaseModel):
     retry_deadline: float = Field(30.0, ge=0, le=600, description="total seconds a GET may spend on retries")
     max_connections: int = Field(20, ge=1, le=1000, description="upstream connection pool size")
     max_log_lines: int = Field(20, ge=0, le=1000, description="log lines returned by get_fal_status")
-    max_response_bytes: int = Field(8_000_000, ge=1024, description="largest upstream answer read")
+    max_response_bytes: int = Field(8_000_000, ge=1024, description="largest upstream answer read (once decoded)")
+    max_stream_event_bytes: int = Field(1_000_000, ge=1024, description="largest status-stream event read")
+    max_stream_bytes: int = Field(32_000_000, ge=1024, description="most bytes one status stream is read for")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     max_wait_seconds: float = Field(50.0, ge=0, le=600, description="cap on get_fal_result's wait_seconds")
     poll_first_interval: float = Field(1.0, gt=0, le=60, description="first status poll interval while waiting")

@@ -14,6 +14,7 @@ import re
 import stat
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,15 @@ def _media_app(host: MediaHost) -> Starlette:
     async def compressed(request: Request) -> Response:
         return Response(gzip.compress(CONTENT), media_type="video/mp4", headers={"Content-Encoding": "gzip"})
 
+    async def double_compressed(request: Request) -> Response:
+        # ~250 bytes that are 50 MB of zeros, gzip twice over
+        bomb = gzip.compress(gzip.compress(bytes(50 * 1_000_000)))
+        return Response(bomb, media_type="video/mp4", headers={"Content-Encoding": "gzip, gzip"})
+
+    async def compressed_error(request: Request) -> Response:
+        said = gzip.compress(b'{"detail": "' + b"gone " * 2000 + b'"}')
+        return Response(said, status_code=404, media_type="application/json", headers={"Content-Encoding": "gzip"})
+
     return Starlette(
         routes=[
             Route("/files/{name:path}", file),
@@ -118,6 +128,8 @@ def _media_app(host: MediaHost) -> Starlette:
             Route("/missing", missing),
             Route("/headers", headers),
             Route("/compressed", compressed),
+            Route("/double-compressed", double_compressed),
+            Route("/compressed-error", compressed_error),
         ]
     )
 
@@ -272,6 +284,22 @@ async def test_an_error_answer_is_reported_briefly(
 async def test_a_compressed_answer_is_refused(http: httpx.AsyncClient, media_host: MediaHost, tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="compressed"):
         await _download(http, media_host.url("/compressed"), tmp_path)
+    assert _entries(tmp_path) == []
+
+
+async def test_a_compression_bomb_is_refused_without_inflating_a_byte(
+    http: httpx.AsyncClient, media_host: MediaHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("a download inflated its body")
+
+    monkeypatch.setattr(zlib, "decompressobj", refuse)
+    with pytest.raises(DownloadError, match="compressed"):
+        await _download(http, media_host.url("/double-compressed"), tmp_path)
+    with pytest.raises(DownloadError, match="HTTP 404") as caught:
+        await _download(http, media_host.url("/compressed-error"), tmp_path)
+    # the compressed bytes are no excerpt worth quoting
+    assert "answered HTTP 404 instead of the file" in str(caught.value), str(caught.value)
     assert _entries(tmp_path) == []
 
 

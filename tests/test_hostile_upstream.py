@@ -1,25 +1,35 @@
-"""A hostile upstream on 127.0.0.1: it echoes the key in response headers, and it answers with JSON nested
-100,000 deep. The key must reach neither the ledger, nor list_fal_jobs / fal://jobs, nor the logs (at DEBUG
-too); a poisoned answer is an unreadable answer wherever it comes (result, status, stream, submit) and never
-stops the watcher."""
+"""A hostile upstream on 127.0.0.1: it echoes the key in response headers, it answers with JSON nested
+100,000 deep, with compression bombs, and with status streams that never end an event. The key must reach
+neither the ledger, nor list_fal_jobs / fal://jobs, nor the logs (at DEBUG too); a poisoned answer is an
+unreadable answer wherever it comes (result, status, stream, submit) and never stops the watcher; every read
+stops within a step of its cap, counted in decoded bytes, whatever the upstream sends."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import subprocess
 import sys
 import threading
 import time
+import zlib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from server import logs
 from server.app import Runtime
+from server.fal.client import FalQueueClient
 from server.fal.responses import MAX_ANSWER_DEPTH, parse_json
+from server.fal.stream import stream_status
 from server.jobs.watcher import Watcher
 from server.sandbox import Fault, Sandbox
+from server.sandbox.media import tiny_png
 from server.settings import Settings
 from tests.helpers import (
     INITIALIZED,
@@ -293,3 +303,271 @@ async def test_any_failure_of_one_job_stays_with_that_job(sandbox: Sandbox, monk
     assert kept is not None and kept.state == "completed"
     assert left is not None and left.state == "submitted"
     assert recovered is not None and recovered.state == "completed"
+
+
+# ---- compressed answers --------------------------------------------------------------------------------------
+
+CAP = 1_000_000  # FAL_MCP_MAX_RESPONSE_BYTES in these tests
+CHUNK = 64 * 1024  # the most one read step may add past a cap (a network read, an inflate step)
+
+
+class Inflation:
+    """Every byte zlib inflates in this process while a test runs: how far a compressed answer was expanded."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+
+@pytest.fixture
+def inflated(monkeypatch: pytest.MonkeyPatch) -> Inflation:
+    seen = Inflation()
+    real = zlib.decompressobj
+
+    class Counting:
+        def __init__(self, *args: Any) -> None:
+            self._inner = real(*args)
+
+        def decompress(self, data: bytes, max_length: int = 0) -> bytes:
+            out = self._inner.decompress(data, max_length)
+            seen.total += len(out)
+            return out
+
+        def flush(self, *args: Any) -> bytes:
+            out = self._inner.flush(*args)
+            seen.total += len(out)
+            return out
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    monkeypatch.setattr(zlib, "decompressobj", Counting)
+    return seen
+
+
+def gzipped(pieces: Iterable[bytes]) -> bytes:
+    """gzip of the pieces joined, built piece by piece (a bomb is never whole in the test's memory)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return b"".join(packer.compress(piece) for piece in pieces) + packer.flush()
+
+
+def json_inflating_to(size: int) -> bytes:
+    """gzip of a valid status answer of about `size` bytes: read whole, it would be a healthy answer."""
+    megabytes = (b"a" * 1_000_000 for _ in range(size // 1_000_000))
+    return gzipped([b'{"status": "IN_PROGRESS", "logs": [{"message": "', *megabytes, b'"}]}'])
+
+
+# 305 KB of gzip that is 300 MB of JSON, scaled down; and ~250 bytes that are 50 MB of zeros, gzip twice over
+BOMBS = {  # built when used
+    "gzip": ("gzip", lambda: json_inflating_to(20_000_000)),
+    "double-gzip": ("gzip, gzip", lambda: gzip.compress(gzipped(bytes(1_000_000) for _ in range(50)))),
+}
+
+
+@pytest.fixture
+def capped(sandbox: Sandbox, tmp_path: Path) -> Settings:
+    return make_settings(
+        sandbox, max_response_bytes=CAP, storage_token_base=sandbox.base_url, file_roots=(tmp_path,), retry_deadline=0
+    )
+
+
+@pytest.mark.parametrize("bomb", sorted(BOMBS))
+async def test_a_compressed_status_answer_is_decoded_only_up_to_the_cap(
+    sandbox: Sandbox, capped: Settings, inflated: Inflation, bomb: str
+) -> None:
+    coding, body = BOMBS[bomb][0], BOMBS[bomb][1]()
+    assert len(body) < 30_000
+    sandbox.inject(
+        Fault(
+            "GET /fal-ai/kling-video/requests/abc/status", status=200, body=body, headers={"Content-Encoding": coding}
+        )
+    )
+    async with connect(capped) as client:
+        status = await client.call_tool("get_fal_status", {"request_id": "abc", "model": SEED_MODEL})
+    assert status.is_error and "larger than 1,000,000 bytes once decoded" in text_of(status), text_of(status)[:300]
+    assert "FAL_MCP_MAX_RESPONSE_BYTES" in text_of(status)
+    _plain(text_of(status))
+    assert inflated.total <= CAP + 2 * CHUNK  # the read stopped at the cap, not at 20 or 50 MB
+
+
+@pytest.mark.parametrize("bomb", sorted(BOMBS))
+async def test_a_compressed_result_and_submit_answer_are_decoded_only_up_to_the_cap(
+    sandbox: Sandbox, capped: Settings, inflated: Inflation, bomb: str
+) -> None:
+    coding, body = BOMBS[bomb][0], BOMBS[bomb][1]()
+    compressed = {"status": 200, "body": body, "headers": {"Content-Encoding": coding}}
+    sandbox.inject(Fault("GET /fal-ai/kling-video/requests/abc", **compressed))
+    sandbox.inject(Fault(SUBMIT, **compressed))
+    async with connect(capped) as client:
+        result = await client.call_tool("get_fal_result", {"request_id": "abc", "model": SEED_MODEL})
+        submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+    assert result.is_error and "larger than 1,000,000 bytes once decoded" in text_of(result), text_of(result)[:300]
+    assert submitted.is_error and "resubmit" in text_of(submitted) and "larger than" in text_of(submitted)
+    assert not sandbox.faults
+    assert inflated.total <= 2 * (CAP + 2 * CHUNK)
+
+
+async def test_a_compressed_storage_answer_is_decoded_only_up_to_its_cap(
+    sandbox: Sandbox, capped: Settings, inflated: Inflation, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(tiny_png())
+    body = BOMBS["double-gzip"][1]()
+    sandbox.inject(Fault("/storage/auth/token", status=200, body=body, headers={"Content-Encoding": "gzip, gzip"}))
+    async with connect(capped) as client:
+        uploaded = await client.call_tool("upload_fal_file", {"path": str(photo)})
+    assert uploaded.is_error and "unexpectedly large" in text_of(uploaded), text_of(uploaded)
+    assert not sandbox.faults
+    assert inflated.total <= 64 * 1024 + 2 * CHUNK  # storage answers are capped at 64 KiB
+
+
+async def test_answers_are_asked_for_uncompressed_and_read_when_compressed_anyway(
+    sandbox: Sandbox, settings: Settings
+) -> None:
+    status = json.dumps({"status": "IN_QUEUE", "queue_position": 3}).encode()
+    raw_deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    for coding, body in (
+        ("gzip", gzip.compress(status)),
+        ("deflate", zlib.compress(status)),
+        ("deflate", raw_deflate.compress(status) + raw_deflate.flush()),  # deflate as some servers send it: raw
+        ("gzip, gzip", gzip.compress(gzip.compress(status))),
+        ("identity", status),
+    ):
+        sandbox.inject(Fault("/requests/abc/status", status=200, body=body, headers={"Content-Encoding": coding}))
+    async with connect(settings) as client:
+        answers = [
+            await client.call_tool("get_fal_status", {"request_id": "abc", "model": SEED_MODEL}) for _ in range(5)
+        ]
+    for answer in answers:
+        assert not answer.is_error, text_of(answer)
+        assert answer.structured_content["status"] == "IN_QUEUE" and answer.structured_content["queue_position"] == 3
+    assert {seen.accept_encoding for seen in sandbox.seen()} == {"identity"}
+
+
+@pytest.mark.parametrize(
+    ("coding", "said"),
+    [
+        ("br", "compressed in a coding that was not offered"),
+        ("gzip, gzip, gzip", "compressed 3 times over"),
+        ("gzip", "compressed data that could not be decoded"),
+    ],
+)
+async def test_an_answer_in_a_coding_not_offered_is_refused_plainly(
+    sandbox: Sandbox, settings: Settings, coding: str, said: str
+) -> None:
+    body = b"not what the header says" if coding == "gzip" else gzip.compress(b'{"status": "IN_QUEUE"}')
+    sandbox.inject(Fault("/requests/abc/status", status=200, body=body, headers={"Content-Encoding": coding}))
+    async with connect(settings) as client:
+        status = await client.call_tool("get_fal_status", {"request_id": "abc", "model": SEED_MODEL})
+    assert status.is_error and said in text_of(status), text_of(status)
+    _plain(text_of(status))
+
+
+# ---- the status stream's size --------------------------------------------------------------------------------
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """A real HTTP transport that counts the body bytes it hands over: how much of an answer was read."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.received = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        counter, stream = self, response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+
+        class Counted(httpx.AsyncByteStream):
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                async for chunk in stream:
+                    counter.received += len(chunk)
+                    yield chunk
+
+            async def aclose(self) -> None:
+                await stream.aclose()
+
+        return httpx.Response(
+            response.status_code, headers=response.headers, stream=Counted(), extensions=response.extensions
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _streamed(settings: Settings, sandbox: Sandbox, body: bytes) -> tuple[list[str], int]:
+    """Follow one scripted status stream to its end: the states it reported, and the bytes read of it."""
+    sandbox.inject(Fault("/requests/abc/status/stream", status=200, body=body, content_type="text/event-stream"))
+    transport = CountingTransport()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as http:
+        upstream = FalQueueClient(settings, http)
+        async with aclosing(stream_status(upstream, SEED_MODEL, "abc")) as reports:
+            states = [report.state async for report in reports]
+    assert not sandbox.faults
+    return states, transport.received
+
+
+async def test_one_endless_status_event_is_read_only_up_to_the_event_cap(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(sandbox, max_stream_event_bytes=CAP)
+    endless = b'data: {"status": "IN_PROGRESS", "logs": [{"message": "' + b"a" * (8 * CAP)  # and no line end
+    with caplog.at_level(logging.WARNING):
+        states, received = await _streamed(settings, sandbox, endless)
+    assert states == []
+    assert received <= CAP + 3 * CHUNK  # not the 8 MB sent, nor the whole 300 MB event of the report
+    assert "FAL_MCP_MAX_STREAM_EVENT_BYTES" in caplog.text and "polls instead" in caplog.text
+
+
+async def test_an_event_of_many_lines_counts_them_all(sandbox: Sandbox) -> None:
+    settings = make_settings(sandbox, max_stream_event_bytes=CAP)
+    many = b"data: {}\n" * (8 * CAP // 9)  # one event, its lines short, the blank line never sent
+    states, received = await _streamed(settings, sandbox, many + b"\n")
+    assert states == [] and received <= CAP + 3 * CHUNK
+
+
+async def test_a_status_stream_is_read_only_up_to_its_total(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(sandbox, max_stream_bytes=CAP)
+    event = b'data: {"status": "IN_QUEUE", "queue_position": 1}\n\n'
+    with caplog.at_level(logging.WARNING):
+        states, received = await _streamed(settings, sandbox, event * (8 * CAP // len(event)))
+    assert 0 < len(states) <= CAP // len(event) + 1 and set(states) == {"IN_QUEUE"}
+    assert received <= CAP + 3 * CHUNK
+    assert "FAL_MCP_MAX_STREAM_BYTES" in caplog.text
+
+
+async def test_a_compressed_stream_is_bounded_too(sandbox: Sandbox, inflated: Inflation) -> None:
+    settings = make_settings(sandbox, max_stream_event_bytes=CAP)
+    body = gzipped([b"data: ", *(b"a" * 1_000_000 for _ in range(50))])
+    sandbox.inject(
+        Fault(
+            "/requests/abc/status/stream",
+            status=200,
+            body=body,
+            content_type="text/event-stream",
+            headers={"Content-Encoding": "gzip"},
+        )
+    )
+    async with httpx.AsyncClient(timeout=10) as http:
+        upstream = FalQueueClient(settings, http)
+        async with aclosing(stream_status(upstream, SEED_MODEL, "abc")) as reports:
+            assert [report async for report in reports] == []
+    assert inflated.total <= CAP + 3 * CHUNK
+
+
+async def test_a_wait_goes_on_by_polling_after_an_oversized_stream(sandbox: Sandbox) -> None:
+    settings = make_settings(sandbox, max_stream_event_bytes=CAP)
+    async with connect(settings) as client:
+        submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+        request_id = submitted.structured_content["request_id"]
+        sandbox.inject(
+            Fault(
+                f"GET /fal-ai/kling-video/requests/{request_id}/status/stream",
+                status=200,
+                body=b"data: " + b"a" * (4 * CAP),
+                content_type="text/event-stream",
+            )
+        )
+        result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["done"] is True
+    assert not sandbox.faults

@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp_types import ResourceTemplateReference
 
 from server.sandbox import Fault, Sandbox, SandboxConfig
 from server.sandbox.media import tiny_png
 from tests.helpers import SEED_INPUT, SEED_MODEL, clean_env, connect, make_settings, text_of
 from tests.stdio_session import StdioSession
+from tools.mcp_completion import JOB_TEMPLATE
 
 pytestmark = pytest.mark.anyio
 
@@ -494,6 +496,28 @@ async def test_an_upstream_echoing_the_key_does_not_spread_it(upstream: Sandbox,
         assert _ledger_leaks(tmp_path / "state", live=True) == []
     prompt_sent = [r for r in upstream.seen("POST") if KEY in r.body.decode(errors="replace")]
     assert len(prompt_sent) == 1  # the prompt went where the key goes anyway: to the base host, as asked
+    collected.assert_clean()
+    assert _ledger_leaks(tmp_path / "state") == []
+
+
+@pytest.mark.parametrize("echoed", [KEY, f"job-{KEY}-1"], ids=["the-key", "inside-an-id"])
+async def test_a_key_echoed_back_as_the_request_id_is_refused(upstream: Sandbox, tmp_path: Path, echoed: str) -> None:
+    """A request id is shaped like a key (letters, digits, '-'), so the id check alone lets an echoed key through:
+    it must reach no answer, no ledger row, no job list and no completion."""
+    collected = Collector()
+    upstream.inject(Fault("POST /fal-ai/", **_echo(200, {"request_id": echoed, "status": "IN_QUEUE"})))
+    async with connect(_fal_settings(upstream, tmp_path)) as client:
+        submitted = collected.tool(await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT}))
+        listed = collected.tool(await client.call_tool("list_fal_jobs", {}))
+        await collected.resource(client, "fal://jobs")
+        completed = await client.complete(
+            ResourceTemplateReference(uri=JOB_TEMPLATE), {"name": "request_id", "value": ""}
+        )
+        collected.blobs.append(completed.model_dump_json())
+        assert _ledger_leaks(tmp_path / "state", live=True) == []
+    assert not upstream.faults
+    assert submitted.is_error and "contains the API key" in text_of(submitted) and "resubmit" in text_of(submitted)
+    assert [job["status"] for job in listed.structured_content["jobs"]] == ["unknown"]  # the submit is on record
     collected.assert_clean()
     assert _ledger_leaks(tmp_path / "state") == []
 

@@ -29,6 +29,7 @@ from server.errors import (
     UpstreamUnavailableError,
 )
 from server.fal import ids
+from server.fal.bodies import ACCEPT_ENCODING, BodyError, BodyTooLarge, decoded_response, read_decoded
 from server.fal.reports import (
     DONE_WORDS,
     QUEUED_WORDS,
@@ -64,9 +65,9 @@ _DEADLINE_MARGIN = 0.05  # seconds kept back from a caller's deadline to report 
 
 
 def create_http_client(settings: Settings, instance_id: str | None = None) -> httpx.AsyncClient:
-    """The one pooled client for the server's lifetime: explicit timeouts, no redirects, no env proxies.
-    `instance_id` (a random name, nothing secret) goes into the User-Agent, so requests of several instances
-    sharing one account can be told apart."""
+    """The one pooled client for the server's lifetime: explicit timeouts, no redirects, no env proxies, no
+    compression offered (see server.fal.bodies). `instance_id` (a random name, nothing secret) goes into the
+    User-Agent, so requests of several instances sharing one account can be told apart."""
     agent = USER_AGENT + (f" instance/{instance_id}" if instance_id else "")
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
@@ -75,7 +76,7 @@ def create_http_client(settings: Settings, instance_id: str | None = None) -> ht
         ),
         follow_redirects=False,
         trust_env=False,
-        headers={"User-Agent": agent, "Accept": "application/json"},
+        headers={"User-Agent": agent, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING},
     )
 
 
@@ -119,6 +120,14 @@ class FalQueueClient:
                 "The upstream accepted the submit but answered with a malformed request_id, so the job cannot be "
                 "tracked. A job may be running and billed: check your provider's dashboard before resubmitting."
             ) from None
+        if self._answers.carries_secret(request_id):
+            # Shaped like an id, but the key echoed back: kept, it would travel into answers, the ledger, the job
+            # list and completion. Not quoted, and not kept.
+            raise SubmitOutcomeUnknownError(
+                "The upstream accepted the submit but answered with a request_id that contains the API key, so it "
+                "was not kept and the job cannot be tracked. A job may be running and billed: check your "
+                "provider's dashboard before resubmitting."
+            )
         return SubmitReceipt(
             request_id=request_id,
             endpoint_id=endpoint_id,
@@ -182,10 +191,15 @@ class FalQueueClient:
                 "The upstream did not answer the cancel request in time, so it is not known whether the job was "
                 "cancelled; check with get_fal_status and try again."
             ) from None
-        except (httpx.TransportError, _BodyTooLarge) as exc:
+        except httpx.TransportError as exc:
             raise UpstreamUnavailableError(
                 f"Could not reach the upstream to cancel ({type(exc).__name__}), so it is not known whether the job "
                 "was cancelled; check with get_fal_status and try again."
+            ) from None
+        except BodyError as exc:
+            raise BadResponseError(
+                f"The upstream's answer to cancel was {exc.reason}, so it was not read and it is not known whether "
+                "the job was cancelled; check with get_fal_status and try again."
             ) from None
         body = safe_json(response)
         word = str(body.get("status", "")).upper() if isinstance(body, dict) else ""
@@ -267,9 +281,15 @@ class FalQueueClient:
                         "nothing was submitted. Check your network or FAL_MCP_BASE_URL and try again."
                     ) from None
                 await anyio.sleep(delay)
-            except (httpx.TransportError, _BodyTooLarge) as exc:
+            except httpx.TransportError as exc:
                 raise SubmitOutcomeUnknownError(
                     f"The submit was sent but no usable answer came back ({type(exc).__name__}); the job may or may "
+                    "not be running and billed. Do not resubmit blindly: check your provider's dashboard or "
+                    "list_fal_jobs first."
+                ) from None
+            except BodyError as exc:
+                raise SubmitOutcomeUnknownError(
+                    f"The submit was sent but its answer was {exc.reason}, so it was not read; the job may or may "
                     "not be running and billed. Do not resubmit blindly: check your provider's dashboard or "
                     "list_fal_jobs first."
                 ) from None
@@ -306,11 +326,14 @@ class FalQueueClient:
                 problem = UpstreamUnavailableError(
                     f"The upstream did not answer the {kind} request in time; try again in a minute."
                 )
-            except (httpx.TransportError, _BodyTooLarge) as exc:
+            except httpx.TransportError as exc:
                 problem = UpstreamUnavailableError(
                     f"Could not read the upstream's answer to the {kind} request ({type(exc).__name__}); "
                     "try again in a minute."
                 )
+            except BodyError as exc:
+                # Not retried: the same request would bring the same answer.
+                raise BadResponseError(self._unread(kind, exc)) from None
             else:
                 if response.status_code not in RETRYABLE_STATUS:
                     return response
@@ -333,38 +356,30 @@ class FalQueueClient:
     def _http_timeout(self, seconds: float) -> httpx.Timeout:
         return httpx.Timeout(seconds, connect=self._settings.connect_timeout)
 
+    def _unread(self, kind: str, problem: BodyError) -> str:
+        advice = "the provider may be having trouble, try again later."
+        if isinstance(problem, BodyTooLarge):
+            advice = f"if such answers are expected, raise FAL_MCP_MAX_RESPONSE_BYTES; otherwise {advice}"
+        return f"The upstream's answer to the {kind} request was {problem.reason}, so it was not read: {advice}"
+
     async def _read_capped(self, request: httpx.Request, body_seconds: float) -> httpx.Response:
-        """Send, then read the body within `body_seconds`, refusing answers larger than the configured limit.
+        """Send, then read the body within `body_seconds`, refusing answers larger than the configured limit
+        once decoded (BodyError: see server.fal.bodies).
 
         httpx's read timeout bounds each read, not the answer: a body trickling in small pieces, each in time,
         would otherwise hold the call for as long as the upstream likes. Running out of time raises ReadTimeout.
         """
         response = await self._http.send(request, stream=True)
-        chunks: list[bytes] = []
+        content = b""
         try:
             with anyio.move_on_after(body_seconds) as scope:
-                limit = self._settings.max_response_bytes
-                size = 0
-                async for chunk in response.aiter_raw():
-                    size += len(chunk)
-                    if size > limit:
-                        raise _BodyTooLarge
-                    chunks.append(chunk)
+                content = await read_decoded(response, self._settings.max_response_bytes)
         finally:
             with anyio.CancelScope(shield=True):
                 await response.aclose()
         if scope.cancelled_caught:
             raise httpx.ReadTimeout(f"the answer was not complete within {body_seconds:g} s", request=request)
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            content=b"".join(chunks),
-            request=request,
-        )
-
-
-class _BodyTooLarge(Exception):
-    pass
+        return decoded_response(response, content)
 
 
 def _backoff(attempt: int) -> float:

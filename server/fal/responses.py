@@ -56,6 +56,11 @@ class AnswerReader:
             return value
         return scrub_secrets(value, secrets)
 
+    def carries_secret(self, text: str) -> bool:
+        """Whether `text` holds a configured key (or half of an id:secret pair): an id that does cannot be
+        scrubbed into anything usable, so it is refused instead."""
+        return any(part in text for secret in self._settings.secrets() for part in secret_parts(secret))
+
     def detail(self, response: httpx.Response) -> str:
         body = safe_json(response)
         detail: Any = body.get("detail", body) if isinstance(body, dict) else body

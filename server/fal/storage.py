@@ -3,7 +3,8 @@
 Protocol-free (no MCP here). Two calls: the fal key buys a short-lived upload token from the token host, then
 the bytes go to the upload host with only that token. The fal key is never sent to the upload host, which may
 come from the token answer: that host is used only when it is https (or http on loopback). Redirects are not
-followed, answers are read up to a small cap, and no message quotes the key or the token.
+followed, answers are read up to a small cap (decoded bytes, see server.fal.bodies), and no message quotes the
+key or the token.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from server.errors import (
     describe_detail,
     redact,
 )
+from server.fal.bodies import BodyError, BodyTooLarge, read_decoded
 from server.fal.responses import parse_json
 from server.files.local import FileRefusedError, LocalMedia
 from server.files.sniff import EXTENSIONS
@@ -135,22 +137,23 @@ class FalStorageClient:
                 f"Could not reach fal storage at {host} for {action} ({type(exc).__name__}); check the network "
                 "and try again."
             ) from None
+        content = b""
         try:
-            content = bytearray()
             with anyio.move_on_after(self._answer_timeout) as reading:
-                async for chunk in response.aiter_bytes():
-                    content += chunk
-                    if len(content) > ANSWER_LIMIT:
-                        raise BadResponseError(f"fal storage's answer to {action} was unexpectedly large; try again.")
+                content = await read_decoded(response, ANSWER_LIMIT)
             if reading.cancelled_caught:
                 raise UpstreamUnavailableError(f"fal storage's answer to {action} came too slowly; try again.")
+        except BodyTooLarge:
+            raise BadResponseError(f"fal storage's answer to {action} was unexpectedly large; try again.") from None
+        except BodyError as exc:
+            raise BadResponseError(f"fal storage's answer to {action} was {exc.reason}; try again later.") from None
         except httpx.HTTPError as exc:
             raise UpstreamUnavailableError(
                 f"fal storage's answer to {action} was cut off ({type(exc).__name__}); try again."
             ) from None
         finally:
             await response.aclose()
-        body = _json_object(bytes(content))
+        body = _json_object(content)
         code = response.status_code
         if 200 <= code < 300:
             if body is None:

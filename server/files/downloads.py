@@ -246,7 +246,7 @@ async def _save(
     code = response.status_code
     if code != 200:
         raise _status_error(code, where, await _excerpt(response))
-    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+    if _is_encoded(response):
         raise DownloadError(
             f"{where} sent the file compressed although it was asked not to; it was not saved. Try again, or "
             "download it another way."
@@ -312,8 +312,8 @@ async def _stream_into(
 async def _excerpt(response: httpx.Response) -> str:
     """A short, single-line excerpt of a plain-text or JSON error body, or ""."""
     kind = media_type(response.headers.get("content-type")) or ""
-    if not (kind == "text/plain" or kind.endswith("json")):
-        return ""
+    if not (kind == "text/plain" or kind.endswith("json")) or _is_encoded(response):
+        return ""  # compressed bytes are no excerpt worth quoting, and are never inflated here
     wanted = 4 * EXCERPT_CHARS
     if response.is_stream_consumed:  # only a test transport answers with the body already read
         raw = bytearray(response.content[:wanted])
@@ -326,6 +326,13 @@ async def _excerpt(response: httpx.Response) -> str:
                     break
     text = " ".join("".join(c for c in raw.decode("utf-8", "replace") if c.isprintable()).split())
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _is_encoded(response: httpx.Response) -> bool:
+    """Whether the body comes compressed (in any coding, however many times over): it is then never inflated, so
+    no compression bomb can expand in memory or on disk."""
+    coding: str = response.headers.get("content-encoding", "identity")
+    return coding.strip().lower() != "identity"
 
 
 def _status_error(code: int, where: str, excerpt: str) -> DownloadError:

@@ -62,6 +62,7 @@ class SeenRequest:
     authorization: str | None
     body: bytes
     user_agent: str | None = None
+    accept_encoding: str | None = None  # what the client offered (it asks for answers uncompressed)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -221,6 +222,7 @@ class Sandbox:
                     authorization=request.headers.get("authorization"),
                     body=body,
                     user_agent=request.headers.get("user-agent"),
+                    accept_encoding=request.headers.get("accept-encoding"),
                 )
             )
 
