@@ -133,7 +133,8 @@ class OpenChoice:
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler.resolve_ref_schema(handler(schema))
-        json_schema.update(examples=list(self.known), pattern=f"^{self.form}$")
+        form = f"(?:{self.form})" if "|" in self.form else self.form
+        json_schema.update(examples=list(self.known), pattern=f"^{form}$")
         return json_schema
 
     def _check(self, value: str | None) -> str | None:

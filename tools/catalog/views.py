@@ -115,12 +115,14 @@ def summarize(entry: CatalogEntry) -> ModelSummary:
 
 @functools.cache  # the catalog does not change while the server runs; list_fal_models needs every entry's
 def _key_facts(entry: CatalogEntry) -> tuple[tuple[str, ...], str]:
-    """The entry's required fields, and its first few optional fields with a fixed set of values."""
+    """The entry's required fields, and its first few optional fields with a listed set of values."""
     schema = compact(json_schema(entry.params))
     properties: dict[str, Any] = schema.get("properties", {})
     required = list(schema.get("required", []))
-    notable = [name for name in properties if name not in required and "enum" in properties[name]]
-    parts = [f"{name}: {'|'.join(str(v) for v in properties[name]['enum'])}" for name in notable[:KEY_FIELDS_SHOWN]]
+    # An open choice (Kling's model_name) lists its known values as examples: they are shown like an enum.
+    choices = {name: prop.get("enum") or [*prop.get("examples", []), "…"] for name, prop in properties.items()}
+    notable = [name for name in properties if name not in required and choices[name] != ["…"]]
+    parts = [f"{name}: {'|'.join(str(v) for v in choices[name])}" for name in notable[:KEY_FIELDS_SHOWN]]
     return tuple(required), "; ".join(parts)
 
 
