@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from server.fal.ids import normalize_endpoint_id
-from server.files.local import FileRefusedError
 from server.route_family import route_family_of
 from server.sandbox import Sandbox
 from server.sandbox.media import tiny_png
@@ -24,7 +23,7 @@ from tools.catalog import CATALOG
 from tools.catalog.examples import example_input
 from tools.catalog.sandbox_rules import CatalogRules
 from tools.catalog.validation import InputInvalidError, check_input
-from tools.uploads import convert_local_fields
+from tools.uploads import publish_local_files, read_local_files
 
 pytestmark = pytest.mark.anyio
 
@@ -77,7 +76,9 @@ def test_fal_entries_are_on_the_fal_route() -> None:
 BAD_INPUTS: list[tuple[str, dict[str, Any], list[str]]] = [
     (KLING_T2V, {"prompt": "x", "model_name": "kling-v2.1"}, ["model_name", "kling-v2-1-master", 'sent "kling-v2.1"']),
     (KLING_T2V, {"prompt": "x", "model_name": "fal-ai/kling-video"}, ["model_name", "newer name of that form"]),
-    (KLING_T2V, {"prompt": "x", "duration": 5}, ["duration", "'5'", "'10'", "you sent 5"]),
+    # duration is text: 5 is read as "5" (an obvious slip, see below), but 5.0 or a number that breaks a rule is refused
+    (KLING_T2V, {"prompt": "x", "duration": 5.0}, ["duration", "'5'", "'10'", "you sent 5.0"]),
+    (KLING_I2V, {"image": "u", "image_tail": "v", "duration": 10}, ['with image_tail only duration "5"']),
     (KLING_T2V, {"prompt": "x", "duration": "7"}, ['duration "7" needs kling-v3', 'takes "5" or "10"']),
     (KLING_T2V, {"prompt": "x", "cfg_scale": 2}, ["cfg_scale", "less than or equal to 1"]),
     (KLING_T2V, {"duration": "5"}, ["prompt is required"]),
@@ -141,6 +142,12 @@ async def test_through_submit_nothing_is_sent(sandbox: Sandbox, settings) -> Non
 def test_a_good_input_passes_unchanged_without_notes(model: str, good: dict[str, Any]) -> None:
     checked = check_input(model, good)
     assert checked.body == good and checked.notes == []
+
+
+def test_a_number_for_kling_duration_is_sent_as_text_with_a_note() -> None:
+    checked = check_input(KLING_T2V, {"prompt": "x", "duration": 10})
+    assert checked.body["duration"] == "10"
+    assert checked.notes == ['duration: you sent 10; sent as "10", as this field takes text.']
 
 
 @pytest.mark.parametrize(
@@ -223,6 +230,13 @@ def _runtime(root: Path, *, storage: Any = None) -> Any:
     return SimpleNamespace(settings=settings, storage=lambda: storage)
 
 
+async def convert_local_fields(rt: Any, entry: Any, body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """What submit does with an input's local files once the input is good: read them all, then publish."""
+    files, problems = await read_local_files(rt, entry, body)
+    assert problems == []
+    return await publish_local_files(rt, entry, body, files)
+
+
 async def test_kling_takes_a_local_file_as_raw_base64(tmp_path: Path) -> None:
     photo = tmp_path / "me.png"
     photo.write_bytes(tiny_png())
@@ -270,8 +284,10 @@ async def test_with_fal_storage_kling_gets_a_url(tmp_path: Path) -> None:
 async def test_kling_refuses_a_file_type_it_cannot_take(tmp_path: Path) -> None:
     gif = tmp_path / "anim.gif"
     gif.write_bytes(b"GIF89a" + b"\0" * 32)
-    with pytest.raises(FileRefusedError, match=r"image: anim.gif is image/gif, but this model takes only image/jpeg"):
-        await convert_local_fields(_runtime(tmp_path), CATALOG[KLING_I2V], {"image": str(gif)})
+    files, problems = await read_local_files(_runtime(tmp_path), CATALOG[KLING_I2V], {"image": str(gif)})
+    assert files == []
+    wanted = "image: anim.gif is image/gif, but this model takes only image/jpeg or image/png; convert the file"
+    assert problems == [wanted + " and try again"]
     # fal models take any media in their file fields, as before
     sent, _ = await convert_local_fields(_runtime(tmp_path), CATALOG[LUMA], {"user_prompt": "x", "image_url": str(gif)})
     assert sent["image_url"].startswith("data:image/gif;base64,")

@@ -116,8 +116,8 @@ class KlingImageToVideo(_KlingVideo):
         json_schema_extra={"examples": [{"image": EXAMPLE_IMAGE_URL, "prompt": "The scene slowly comes alive"}]}
     )
 
-    image: Annotated[KlingFile, Field(description="Start frame: URL, path or raw base64.")] = None
-    image_tail: Annotated[KlingFile, Field(description="End frame: URL, path or raw base64.")] = None
+    image: Annotated[KlingFile, Field(description="Start frame: URL or raw base64.")] = None
+    image_tail: Annotated[KlingFile, Field(description="End frame: URL or raw base64.")] = None
     static_mask: Annotated[KlingFile, Field(description="Area that stays still: mask image.")] = None
     dynamic_masks: list[KlingDynamicMask] | None = Field(None, description="Areas that move along paths.")
 
@@ -150,7 +150,7 @@ class KlingImages(FalInput):
     )
     prompt: str = Field(description="What the image should show.")
     negative_prompt: Annotated[str | None, Field(description="What to avoid.")] = None
-    image: Annotated[KlingFile, Field(description="Reference image: URL, path or raw base64.")] = None
+    image: Annotated[KlingFile, Field(description="Reference image: URL or raw base64.")] = None
     image_reference: Literal["subject", "face"] | None = Field(None, description="What to keep from the image.")
     image_fidelity: float | None = Field(None, ge=0, le=1, description="How closely to follow the image.")
     human_fidelity: float | None = Field(None, ge=0, le=1, description="How closely to keep the face.")
@@ -172,8 +172,8 @@ class KlingVirtualTryOn(FalInput):
     model_name: Annotated[str, OpenChoice(TRY_ON_MODELS, r"kolors-virtual-try-on-v[0-9]+(-[a-z0-9]+)*")] = Field(
         "kolors-virtual-try-on-v1", description="Try-on model version."
     )
-    human_image: Annotated[str, KLING_IMAGE, Field(description="The person: URL, path or raw base64.")]
-    cloth_image: Annotated[str, KLING_IMAGE, Field(description="The garment: URL, path or raw base64.")]
+    human_image: Annotated[str, KLING_IMAGE, Field(description="The person: URL or raw base64.")]
+    cloth_image: Annotated[str, KLING_IMAGE, Field(description="The garment: URL or raw base64.")]
     callback_url: CallbackUrl = None
     external_task_id: ExternalTaskId = None
 

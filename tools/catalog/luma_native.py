@@ -18,8 +18,8 @@ from tools.catalog.base import CatalogEntry, FalInput, OpenChoice
 
 UserPrompt = Annotated[str, Field(min_length=1, description="What should happen in the clip.")]
 ExpandPrompt = Annotated[bool | None, Field(description="Let Luma enrich the prompt.")]
-FirstFrame = Annotated[str | None, Field(description="First frame: URL, path or data URI.")]
-LastFrame = Annotated[str | None, Field(description="Last frame: URL, path or data URI.")]
+FirstFrame = Annotated[str | None, Field(description="First frame: URL or data URI.")]
+LastFrame = Annotated[str | None, Field(description="Last frame: URL or data URI.")]
 NotifyHook = Annotated[str | None, Field(description="URL called when the clip is ready.")]
 
 # A Luma generation id is a UUID; a long decimal string is accepted too (some relays number their tasks).
