@@ -320,3 +320,19 @@ def test_published_patterns_match_the_known_values_in_full() -> None:
                 assert not pattern.search(f"!{value}") and not pattern.search(f"{value}!"), (model, name, value)
             checked += 1
     assert checked == 8  # Kling's four model_name fields; Luma's model_name, aspect_ratio, resolution, duration
+
+
+async def test_a_local_file_reaches_the_kling_route_as_raw_base64(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Whatever the upstream answers, the body that leaves carries the bare base64 of the file."""
+    from tests.helpers import make_settings
+
+    photo = tmp_path / "me.png"
+    photo.write_bytes(tiny_png())
+    settings = make_settings(
+        sandbox, provider="uniapi", uniapi_key=sandbox.config.key, fal_key=None, file_roots=(tmp_path,)
+    )
+    async with connect(settings) as client:
+        await client.call_tool("submit_fal_job", {"model": KLING_I2V, "input": {"image": str(photo), "prompt": "hi"}})
+    sent = [r for r in sandbox.seen("POST") if r.path == "/" + KLING_I2V]
+    assert len(sent) == 1
+    assert sent[0].json() == {"image": base64.b64encode(photo.read_bytes()).decode(), "prompt": "hi"}
