@@ -1,6 +1,7 @@
-"""The catalog against the facts file: every endpoint, field, enum, range and default, as fal publishes them.
+"""The catalog against the facts files: every endpoint, field, enum, range and default, as fal publishes them.
 
-The facts (tests/data/fal-models.json, a verbatim copy of the project's shared facts file, kept in the
+The facts (tests/data/fal-models.json, a verbatim copy of the project's shared facts file, and
+tests/data/uniapi-native-models.json, UniAPI's native Kling and Luma routes in the same form; both kept in the
 repository so that a fresh clone tests without anything beside it) are the source of truth; a parameter model
 that drifts from them (a missing field, a wrong enum value or type, a changed default or range) fails here.
 """
@@ -14,10 +15,28 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from tools.catalog import CATALOG, FalInput, flux, kling, luma, minimax, pixverse, seedance, sora, veo, wan
+from tools.catalog import (
+    CATALOG,
+    FalInput,
+    flux,
+    kling,
+    kling_native,
+    luma,
+    luma_native,
+    minimax,
+    pixverse,
+    seedance,
+    sora,
+    veo,
+    wan,
+)
 
-FACTS_PATH = Path(__file__).resolve().parent / "data" / "fal-models.json"
-FACTS: dict[str, dict[str, Any]] = json.loads(FACTS_PATH.read_text(encoding="utf-8"))["endpoints"]
+DATA = Path(__file__).resolve().parent / "data"
+FACTS: dict[str, dict[str, Any]] = {
+    endpoint_id: facts
+    for name in ("fal-models.json", "uniapi-native-models.json")
+    for endpoint_id, facts in json.loads((DATA / name).read_text(encoding="utf-8"))["endpoints"].items()
+}
 
 # The seed model and one strong model of each family: their schemas ride in submit_fal_job's inputSchema.
 FEATURED = {
@@ -197,7 +216,7 @@ def test_output_model_covers_facts(endpoint_id: str) -> None:
 def test_every_family_module_is_catalogued_without_duplicates() -> None:
     ids = [
         entry.endpoint_id
-        for module in (kling, veo, minimax, luma, wan, seedance, pixverse, sora, flux)
+        for module in (kling, veo, minimax, luma, wan, seedance, pixverse, sora, flux, kling_native, luma_native)
         for entry in module.ENTRIES
     ]
     assert len(ids) == len(set(ids)) == len(CATALOG)

@@ -212,7 +212,7 @@ async def list_fal_models(
     ] = None,
     family: Annotated[
         str | None,
-        Field(description="Filter: kling, veo, minimax-hailuo, luma-ray, wan, seedance, pixverse, sora or flux."),
+        Field(description="Filter: kling, veo, minimax-hailuo, luma-ray, wan, sora, flux, ...; or route fal, luma."),
     ] = None,
     query: Annotated[str | None, Field(description="Words that must all appear in the id or title.")] = None,
 ) -> CallToolResult:

@@ -30,7 +30,7 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
     files, file_problems = await read_local_files(rt, checked.entry, checked.body)
     if checked.problems or file_problems:  # every problem at once: one round trip to fix them all
         raise InputInvalidError(endpoint_id, checked.problems + file_problems)
-    body, file_notes = await publish_local_files(rt, checked.body, files)
+    body, file_notes = await publish_local_files(rt, checked.entry, checked.body, files)
     async with rt.jobs.submit_record(endpoint_id, body) as row:
         receipt = await rt.upstream.submit(endpoint_id, body)
         await row.submitted(receipt)

@@ -7,18 +7,29 @@ bytes reach the model. The fields that may name a local file are the catalog's (
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from server.files.local import FileRefusedError, LocalMedia, is_local_reference, read_media, to_data_uri
+from server.files.local import (
+    FileRefusedError,
+    LocalMedia,
+    is_local_reference,
+    read_media,
+    to_data_uri,
+    to_raw_base64,
+)
 from tools.answers import UploadAnswer
+from tools.catalog.base import FileInput, file_inputs
 
 if TYPE_CHECKING:
     from server.app import Runtime
     from tools.catalog import CatalogEntry
 
+AS_DATA_URI = FileInput()  # how a file field without a mark (`image_url`) takes an inlined file
+_DATA_URI = re.compile(r"data:[^,;]*(;[^,;]*)*;base64,", re.IGNORECASE)
 DATA_URI_NOTE = (
     "No fal key is configured (a UniAPI token cannot upload to fal storage), so the file was inlined as a "
     "data URI, which most fal models accept."
@@ -39,11 +50,12 @@ async def upload(rt: Runtime, reference: str) -> UploadAnswer:
 
 @dataclass(frozen=True)
 class LocalFile:
-    """A local file named in a file field: where it goes in the body, and its bytes."""
+    """A local file named in a file field: where it goes in the body, its bytes, and how the field takes a file."""
 
     field: str
     index: int | None  # its place in a list field (image_urls), else None
     media: LocalMedia
+    mark: FileInput = AS_DATA_URI
 
     @property
     def label(self) -> str:
@@ -60,38 +72,72 @@ async def read_local_files(
         return [], []
     found: list[LocalFile] = []
     problems: list[str] = []
-    for name in entry.file_fields:
+    for name, mark in file_inputs(entry.params).items():
         value = body.get(name)
         places: list[tuple[int | None, Any]] = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
         for index, item in places:
             if not (isinstance(item, str) and is_local_reference(item)):
                 continue
+            where = name if index is None else f"{name}[{index}]"
             try:
-                found.append(LocalFile(name, index, await _read(rt, item)))
+                local = LocalFile(name, index, await _read(rt, item), mark)
             except FileRefusedError as exc:
-                where = name if index is None else f"{name}[{index}]"
                 problems.append(f"{where}: {exc.message.rstrip('.')}")
+                continue
+            misfit = _misfit(local)
+            if misfit:
+                problems.append(f"{where}: {misfit}")
+            else:
+                found.append(local)
     return found, problems
 
 
 async def publish_local_files(
-    rt: Runtime, body: dict[str, Any], files: list[LocalFile]
+    rt: Runtime, entry: CatalogEntry | None, body: dict[str, Any], files: list[LocalFile]
 ) -> tuple[dict[str, Any], list[str]]:
-    """`body` with each local file replaced by its URL (fal storage, or a data URI), and a note for each."""
-    if not files:
-        return body, []
+    """`body` with each local file replaced by its URL (fal storage, or the file inlined as the field wants it),
+    and a note for each. A field that wants raw base64 (Kling's) also loses the `data:` prefix of a data URI."""
     converted = {name: list(value) if isinstance(value, list) else value for name, value in body.items()}
-    notes: list[str] = []
+    notes = _drop_data_prefixes(entry, converted)
     for local in files:
-        url, kind = await _publish(rt, local.media)
+        url, kind = await _publish(rt, local.media, local.mark)
         if local.index is None:
             converted[local.field] = url
         else:
             converted[local.field][local.index] = url
-        how = "uploaded to fal storage" if kind == "uploaded" else "inlined as a data URI (no fal key to upload with)"
+        how = {
+            "uploaded": "uploaded to fal storage",
+            "data_uri": "inlined as a data URI (no fal key to upload with)",
+            "raw_base64": "inlined as raw base64 without a data: prefix, as this model wants (no fal key to upload)",
+        }[kind]
         media = local.media
         notes.append(f"{local.label}: local file {media.path.name} ({media.mime}, {media.size} bytes) {how}.")
-    return converted, notes
+    return (converted, notes) if notes else (body, [])
+
+
+def _drop_data_prefixes(entry: CatalogEntry | None, body: dict[str, Any]) -> list[str]:
+    """In place: a data URI given in a raw-base64 field becomes the bare base64 the model wants."""
+    notes = []
+    marks = file_inputs(entry.params) if entry is not None else {}
+    for name, mark in marks.items():
+        value = body.get(name)
+        if mark.inline == "raw_base64" and isinstance(value, str) and _DATA_URI.match(value):
+            body[name] = _DATA_URI.sub("", value, count=1)
+            notes.append(f"{name}: the data: prefix was removed, as this model takes raw base64.")
+    return notes
+
+
+def _misfit(local: LocalFile) -> str | None:
+    """What is wrong with a file for this model (Kling: jpg or png, at most 10 MB), or None."""
+    mark, media = local.mark, local.media
+    if mark.accepts and media.mime not in mark.accepts:
+        return (
+            f"{media.path.name} is {media.mime}, but this model takes only {' or '.join(mark.accepts)}; "
+            "convert the file and try again"
+        )
+    if mark.max_bytes is not None and media.size > mark.max_bytes:
+        return f"{media.path.name} is {media.size:,} bytes, over this model's {mark.max_bytes:,}-byte limit"
+    return None
 
 
 async def _read(rt: Runtime, reference: str) -> LocalMedia:
@@ -100,8 +146,12 @@ async def _read(rt: Runtime, reference: str) -> LocalMedia:
     return await anyio.to_thread.run_sync(read)
 
 
-async def _publish(rt: Runtime, media: LocalMedia) -> tuple[str, Literal["uploaded", "data_uri"]]:
+async def _publish(
+    rt: Runtime, media: LocalMedia, mark: FileInput = AS_DATA_URI
+) -> tuple[str, Literal["uploaded", "data_uri", "raw_base64"]]:
     storage = rt.storage()
-    if storage is None:
-        return to_data_uri(media), "data_uri"
-    return await storage.upload(media), "uploaded"
+    if storage is not None:
+        return await storage.upload(media), "uploaded"
+    if mark.inline == "raw_base64":
+        return to_raw_base64(media), "raw_base64"
+    return to_data_uri(media), "data_uri"

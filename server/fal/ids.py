@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from server.route_family import route_family_of
+
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 MAX_ENDPOINT_ID_LENGTH = 200
@@ -27,7 +29,8 @@ def normalize_endpoint_id(model: str) -> str:
     """Return the full fal endpoint id (`fal-ai/kling-video/...`) for either accepted spelling.
 
     Accepts `fal-ai/kling-video/v2.1/standard/image-to-video` and the UniAPI spelling without the owner,
-    `kling-video/v2.1/standard/image-to-video`. Raises InvalidIdError for anything that is not plain
+    `kling-video/v2.1/standard/image-to-video`; ids of UniAPI's native routes (`kling/v1/videos/text2video`,
+    `luma/generations`) are returned as they are. Raises InvalidIdError for anything that is not plain
     lowercase path segments.
     """
     if not isinstance(model, str) or not model.strip():
@@ -44,7 +47,8 @@ def normalize_endpoint_id(model: str) -> str:
             f"model {text[:80]!r} is not a valid fal endpoint id: use lowercase path segments of letters, digits, "
             "'.', '_' and '-' (no URL, no '..', no '%' escapes), e.g. 'fal-ai/kling-video/v2.1/standard/image-to-video'"
         )
-    if segments[0] not in _KNOWN_OWNERS:
+    # A native route's id (`kling/v1/...`, `luma/generations`) is its path: no owner goes in front.
+    if route_family_of(text) == "fal" and segments[0] not in _KNOWN_OWNERS:
         segments.insert(0, DEFAULT_OWNER)
     if len(segments) < 2 or (segments[0] in _THREE_SEGMENT_OWNERS and len(segments) < 3):
         raise InvalidIdError(f"model {text!r} is too short: an endpoint id has an owner and an app, e.g. 'fal-ai/veo3'")

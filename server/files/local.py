@@ -49,7 +49,12 @@ def is_local_reference(value: str) -> bool:
 
 
 def to_data_uri(media: LocalMedia) -> str:
-    return f"data:{media.mime};base64,{base64.b64encode(media.data).decode('ascii')}"
+    return f"data:{media.mime};base64,{to_raw_base64(media)}"
+
+
+def to_raw_base64(media: LocalMedia) -> str:
+    """The file as bare base64, without a `data:` prefix (Kling's native routes want it so)."""
+    return base64.b64encode(media.data).decode("ascii")
 
 
 def read_media(reference: str, *, roots: Sequence[Path], max_bytes: int) -> LocalMedia:

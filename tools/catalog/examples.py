@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tools.catalog.base import file_inputs
 from tools.schema import json_schema
 
 EXAMPLE_IMAGE_URL = "https://storage.googleapis.com/falserverless/kling/kling_input.jpeg"
@@ -16,9 +17,16 @@ EXAMPLE_PROMPT = "A red fox trots through fresh snow at sunrise, the camera slow
 
 
 def example_input(params: type[BaseModel], image_url: str = EXAMPLE_IMAGE_URL) -> dict[str, Any]:
-    """The smallest input the model accepts: its required fields, filled with plausible values."""
+    """The smallest input the model accepts: its required fields, filled with plausible values.
+
+    A model whose rules reach across fields (Kling: an image or an end frame) states its own in its schema's
+    `examples`, and that one is used.
+    """
     schema = json_schema(params)
-    return _required_object(schema, schema.get("$defs", {}), _input_leaf(image_url))
+    stated = schema.get("examples")
+    if isinstance(stated, list) and stated and isinstance(stated[0], dict):
+        return dict(stated[0])
+    return _required_object(schema, schema.get("$defs", {}), _input_leaf(image_url, frozenset(file_inputs(params))))
 
 
 def example_output(output: type[BaseModel], media_url: str, content_type: str) -> dict[str, Any]:
@@ -37,11 +45,11 @@ class _NoValue:
 _NO_VALUE = _NoValue()
 
 
-def _input_leaf(image_url: str) -> Leaf:
+def _input_leaf(image_url: str, file_fields: frozenset[str]) -> Leaf:
     def leaf(name: str, schema: dict[str, Any]) -> Any:
-        if name.endswith("_url") or name.endswith("_urls"):
+        if name in file_fields or name.endswith(("_url", "_urls")):
             return image_url if schema.get("type") != "array" else [image_url]
-        if name == "prompt":
+        if name in ("prompt", "user_prompt"):
             return EXAMPLE_PROMPT
         return _NO_VALUE
 

@@ -26,7 +26,7 @@ class CatalogRules:
 
     def media_kind(self, endpoint_id: str) -> MediaKind:
         entry = lookup(endpoint_id)
-        return "image" if entry is not None and entry.task.endswith("image") else "video"
+        return "video" if entry is None else entry.media_kind
 
     def output(self, endpoint_id: str, media_url: str, content_type: str) -> dict[str, Any] | None:
         entry = lookup(endpoint_id)

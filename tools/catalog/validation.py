@@ -16,6 +16,7 @@ from pydantic_core import ErrorDetails
 
 from server.errors import InvalidRequestError
 from tools.catalog import CatalogEntry, lookup
+from tools.catalog.base import unlisted_choice_notes
 from tools.catalog.slips import correct_slips
 
 MAX_ERRORS_LISTED = 20
@@ -72,6 +73,7 @@ def review_input(endpoint_id: str, body: dict[str, Any]) -> CheckedInput:
         body, notes = correct_slips(entry.params, body, errors)
         errors = _errors(entry.params, body) if notes else errors
     unknown = sorted(set(body) - set(entry.params.model_fields))
+    notes += unlisted_choice_notes(entry.params, body)
     if unknown:
         notes.append(
             f"Passed through unchanged, not in the catalogued schema of {endpoint_id}: {', '.join(unknown)} "
@@ -93,6 +95,8 @@ def describe_error(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "input"
     if error["type"] == "missing":
         return f"{where} is required"
+    if not error["loc"]:  # a rule across fields (Kling's frames): its sentence names the fields itself
+        return error["msg"]
     sent = _short(error.get("input"))
     return f"{where}: {error['msg'].replace('Input should', 'should')}; you sent {sent}"
 

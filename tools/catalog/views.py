@@ -10,6 +10,7 @@ from typing import Any
 
 from server.errors import NotFoundError
 from server.fal.ids import normalize_endpoint_id
+from server.route_family import ROUTE_FAMILIES
 from tools.answers import ModelDescription, ModelList, ModelSummary
 from tools.catalog import CATALOG, CatalogEntry
 from tools.catalog.examples import example_input
@@ -37,15 +38,22 @@ KEY_FIELDS_SHOWN = 6
 # File fields take a local file as well as a URL (tools.uploads); describe_fal_model says so on each of them.
 LOCAL_PATH_NOTE = "Or a local file's path (absolute, ~/... or file://); submit_fal_job uploads it."
 LOCAL_PATH_LIST_NOTE = "Each may also be a local file's path (absolute, ~/... or file://); submit_fal_job uploads it."
+ROUTE_NOTES = {
+    "kling": " This is UniAPI's native Kling route: files go in as URLs, local paths or raw base64 (no data: prefix).",
+    "luma": " This is UniAPI's native Luma route.",
+}
 
 
 def list_models(task: str | None = None, family: str | None = None, query: str | None = None) -> ModelList:
+    """`family` is a model family (kling, luma-ray, ...) or a route family (fal, kling, luma): `fal` lists the
+    models reached through the FalAI route, `luma` UniAPI's native Luma routes, `kling` every Kling model."""
     words = (query or "").lower().split()
+    wanted_family = (family or "").strip().lower()
     chosen = [
         entry
         for entry in CATALOG.values()
         if (not task or entry.task == task.strip().lower())
-        and (not family or entry.family == family.strip().lower())
+        and (not wanted_family or wanted_family in (entry.family, entry.route_family))
         and all(word in f"{entry.endpoint_id} {entry.title} {entry.family} {entry.task}".lower() for word in words)
     ]
     chosen.sort(key=lambda entry: (not entry.featured, entry.family, entry.endpoint_id))
@@ -53,7 +61,8 @@ def list_models(task: str | None = None, family: str | None = None, query: str |
     hint = (
         "Call describe_fal_model(model) for a model's full parameter schema and an example input."
         if summaries
-        else f"No model matched. Families: {', '.join(families())}; tasks: {', '.join(tasks())}."
+        else f"No model matched. Families: {', '.join(families())}; tasks: {', '.join(tasks())}; "
+        f"routes: {', '.join(ROUTE_FAMILIES)}."
     )
     return ModelList(count=len(summaries), models=summaries, next=hint)
 
@@ -74,7 +83,8 @@ def describe_model(model: str) -> ModelDescription:
         input_schema=_local_paths_said(compact(json_schema(entry.params)), entry.file_fields),
         output_schema=compact(json_schema(entry.output), drop_null=False),
         example_input=example_input(entry.params),
-        next=f"Submit with submit_fal_job(model='{endpoint_id}', input={{...}}); send only the fields you set.",
+        next=f"Submit with submit_fal_job(model='{endpoint_id}', input={{...}}); send only the fields you set."
+        + ROUTE_NOTES.get(entry.route_family, ""),
     )
 
 
@@ -105,12 +115,14 @@ def summarize(entry: CatalogEntry) -> ModelSummary:
 
 @functools.cache  # the catalog does not change while the server runs; list_fal_models needs every entry's
 def _key_facts(entry: CatalogEntry) -> tuple[tuple[str, ...], str]:
-    """The entry's required fields, and its first few optional fields with a fixed set of values."""
+    """The entry's required fields, and its first few optional fields with a listed set of values."""
     schema = compact(json_schema(entry.params))
     properties: dict[str, Any] = schema.get("properties", {})
     required = list(schema.get("required", []))
-    notable = [name for name in properties if name not in required and "enum" in properties[name]]
-    parts = [f"{name}: {'|'.join(str(v) for v in properties[name]['enum'])}" for name in notable[:KEY_FIELDS_SHOWN]]
+    # An open choice (Kling's model_name) lists its known values as examples: they are shown like an enum.
+    choices = {name: prop.get("enum") or [*prop.get("examples", []), "…"] for name, prop in properties.items()}
+    notable = [name for name in properties if name not in required and choices[name] != ["…"]]
+    parts = [f"{name}: {'|'.join(str(v) for v in choices[name])}" for name in notable[:KEY_FIELDS_SHOWN]]
     return tuple(required), "; ".join(parts)
 
 
