@@ -151,8 +151,10 @@ async def serve_http(
     backlog = max(8, budget // 4)
     # The MCP sessions are run here rather than in the app's lifespan, so that Ctrl-C (which cancels this
     # function, see `server.cli`) ends them like any task instead of failing uvicorn's lifespan protocol.
+    # ws="none": MCP has no WebSocket transport, and uvicorn hands an upgraded socket to a protocol outside the
+    # guard, whose slot would then never be given back (`websockets` is often installed, by uvicorn[standard]).
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", http=protocol, backlog=backlog, lifespan="off"
+        app, host=host, port=port, log_level="warning", http=protocol, ws="none", backlog=backlog, lifespan="off"
     )
     sock = config.bind_socket()
     if on_listening is not None:
