@@ -40,7 +40,8 @@ keys (environment variables; set one):
 
 main settings (every one: README, "Configuration"):
   FAL_MCP_PROVIDER          uniapi or fal (default: from the key that is set)
-  FAL_MCP_FILE_ROOTS        folders local files may be read from (default: your home folder)
+  FAL_MCP_FILE_ROOTS        folders local files may be read from (default: your home folder; none when
+                            --host is beyond loopback)
   FAL_MCP_DOWNLOAD_DIR      where download=true saves media files (default: ~/Downloads/fal-queue-mcp)
   FAL_MCP_STATE_DIR         where the job ledger lives (default: your user state folder)
   FAL_MCP_MAX_WAIT_SECONDS  the longest one get_fal_result call waits (default: 50)
@@ -243,6 +244,10 @@ def _serve(
     # Stateless HTTP keeps no session, so 2025-11-25 resources/subscribe has no channel to push on (2026-07-28
     # listen streams still work): it is neither served nor declared there.
     stateless = args.transport == "http" and settings.http_stateless
+    if args.transport == "http":
+        from server.http_transport import confine_local_files
+
+        settings = confine_local_files(settings, args.host)
     server = create_server(settings, config_error=config_error, legacy_subscriptions=not stateless)
     startup.serving()
     if args.transport == "stdio":

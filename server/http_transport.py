@@ -27,6 +27,7 @@ from server.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from server.http_guard import ConnectionLimits
+    from server.settings import Settings
 
 log = logging.getLogger(__name__)
 TOKEN_VARIABLE = "FAL_MCP_HTTP_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -44,6 +45,19 @@ def check_bind(host: str, token: str | None) -> None:
             f"set {TOKEN_VARIABLE} (a long random string clients send as 'Authorization: Bearer <token>'), "
             "or bind to 127.0.0.1"
         )
+
+
+def confine_local_files(settings: Settings, host: str) -> Settings:
+    """Served beyond loopback, every token holder would browse and upload from the server account's home folder
+    (the default root): there, local files are off unless FAL_MCP_FILE_ROOTS was set on purpose."""
+    if is_loopback_host(host) or "file_roots" in settings.model_fields_set:
+        return settings
+    log.warning(
+        "local files are off: %s is reachable from other machines and FAL_MCP_FILE_ROOTS is not set "
+        "(set it to the folders clients may read from, e.g. a shared volume)",
+        host,
+    )
+    return settings.model_copy(update={"file_roots": ()})
 
 
 def http_app(
