@@ -255,6 +255,7 @@ def _serve(
 
     from server.app import MEDIA_MAX_CONNECTIONS
     from server.http_guard import ConnectionLimits
+    from server.http_sessions import SessionLimits
     from server.http_transport import serve_http
 
     def listening(url: str) -> None:
@@ -281,6 +282,7 @@ def _serve(
             reserved_descriptors=settings.max_connections + MEDIA_MAX_CONNECTIONS,
             on_listening=listening,
             stateless=stateless,
+            sessions=SessionLimits(settings.http_max_sessions, settings.http_session_idle_timeout),
         )
 
     return anyio.run(_until_ctrl_c, serve)

@@ -23,6 +23,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.http_sessions import DEFAULT_SESSIONS, SessionLimits, make_room_when_full
 from server.settings import is_loopback_host
 
 if TYPE_CHECKING:
@@ -67,9 +68,11 @@ def http_app(
     token: str | None,
     allowed_hosts: Sequence[str] = (),
     stateless: bool = False,
+    sessions: SessionLimits = DEFAULT_SESSIONS,
 ) -> ASGIApp:
     """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check.
-    `stateless`: no sessions (build the server with `legacy_subscriptions=False`: nothing can be pushed)."""
+    `stateless`: no sessions (build the server with `legacy_subscriptions=False`: nothing can be pushed);
+    otherwise at most `sessions.max_sessions`, the longest idle closed to make room (see server/http_sessions.py)."""
     check_bind(host, token)
     names = sorted(_host_names(host, allowed_hosts))
     security = TransportSecuritySettings(
@@ -77,9 +80,17 @@ def http_app(
         allowed_hosts=[*names, *(f"{name}:*" for name in names)],
         allowed_origins=[origin for name in names for origin in (f"http://{name}:*", f"https://{name}:*")],
     )
-    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host, stateless_http=stateless)
+    app: ASGIApp = server.streamable_http_app(
+        transport_security=security,
+        host=host,
+        stateless_http=stateless,
+        max_sessions=sessions.max_sessions,
+        session_idle_timeout=sessions.idle_timeout,
+    )
     if stateless:
         app = NoStandaloneStream(app)
+    else:
+        make_room_when_full(server.session_manager)
     return BearerToken(app, token) if token else app
 
 
@@ -143,6 +154,7 @@ async def serve_http(
     reserved_descriptors: int = 0,
     on_listening: Callable[[str], None] | None = None,
     stateless: bool = False,
+    sessions: SessionLimits = DEFAULT_SESSIONS,
 ) -> None:
     """Serve until interrupted. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
     limit is raised first, and the connection cap kept below what it leaves after `reserved_descriptors` (the
@@ -159,7 +171,7 @@ async def serve_http(
             limits.max_connections,
         )
     protocol, _ = guarded_protocol(replace(limits, max_connections=budget))
-    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts, stateless=stateless)
+    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts, stateless=stateless, sessions=sessions)
     # asyncio accepts up to `backlog` connections at a time before any of them is admitted: a quarter of the
     # budget keeps a flood of connections below the descriptor limit (no EMFILE, no one-second accept pause).
     backlog = max(8, budget // 4)

@@ -71,6 +71,9 @@ ENV_NAMES: dict[str, str] = {
     "http_max_request_bytes": "FAL_MCP_HTTP_MAX_REQUEST_BYTES",
     "max_completion_scan": "FAL_MCP_MAX_COMPLETION_SCAN",
     "max_subscriptions": "FAL_MCP_MAX_SUBSCRIPTIONS",
+    "max_subscription_bytes": "FAL_MCP_MAX_SUBSCRIPTION_BYTES",
+    "http_max_sessions": "FAL_MCP_HTTP_MAX_SESSIONS",
+    "http_session_idle_timeout": "FAL_MCP_HTTP_SESSION_IDLE_TIMEOUT",
     "http_stateless": "FAL_MCP_HTTP_STATELESS",
     "database_url": "FAL_MCP_DATABASE_URL",
     "database_pool_size": "FAL_MCP_DATABASE_POOL_SIZE",
@@ -173,7 +176,18 @@ class Settings(BaseModel):
     max_completion_scan: int = Field(
         1000, ge=1, le=100_000, description="folder entries or recent jobs looked at for one completion answer"
     )
-    max_subscriptions: int = Field(100, ge=1, le=100_000, description="resources one client may subscribe to")
+    max_subscriptions: int = Field(
+        100, ge=1, le=100_000, description="resources one client (or one listen stream) may follow"
+    )
+    max_subscription_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, description="total size of the URIs one client (or stream) follows"
+    )
+    http_max_sessions: int = Field(
+        1000, ge=1, le=100_000, description="stateful HTTP sessions kept; when full, the longest idle one is closed"
+    )
+    http_session_idle_timeout: float = Field(
+        1800.0, gt=0, le=7 * 24 * 3600, description="seconds a stateful HTTP session may stay idle"
+    )
     http_stateless: bool = Field(True, description="serve each HTTP request on its own: any instance serves any")
     database_url: SecretStr | None = Field(None, description="PostgreSQL ledger URL (a secret); default: SQLite")
     database_pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections one instance holds")

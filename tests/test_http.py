@@ -3,6 +3,7 @@ beyond loopback without a token; and the CLI's sandbox settings."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from mcp.client.streamable_http import streamable_http_client
 
 from server.app import create_server
 from server.cli import main, sandbox_settings
+from server.http_sessions import SessionLimits
 from server.http_transport import confine_local_files, http_app
 from server.sandbox import Sandbox
 from server.settings import Settings
-from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings, server_env
+from tests.helpers import SEED_INPUT, SEED_MODEL, initialize_request, make_settings, server_env
 from tests.servers import serving_in_thread
 
 TOKEN = "test-bearer-token-5f2c9a"
@@ -245,3 +247,54 @@ def test_stateless_get_is_refused_at_once(settings: Settings) -> None:
     finally:
         next(served, None)
     assert answer.status_code == 405 and "POST" in answer.headers["allow"]
+
+
+# ---- stateful sessions -----------------------------------------------------------------------------------------
+
+_JSON_OR_STREAM = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def test_a_full_session_table_makes_room_by_closing_the_longest_idle_session(settings: Settings) -> None:
+    """One client opening sessions in a loop used to fill the table and get everyone else a 503 for half an hour
+    (the idle timeout): now the longest idle session makes room, and only busy sessions are kept whatever comes."""
+    sessions = SessionLimits(max_sessions=3, idle_timeout=600)
+    served = _serve(http_app(create_server(settings), host="127.0.0.1", token=None, sessions=sessions))
+    url = next(served)
+    try:
+        with httpx.Client(headers=_JSON_OR_STREAM, timeout=30) as http:
+
+            def open_session() -> httpx.Response:
+                return http.post(url, json=initialize_request("sessions"))
+
+            def in_session(session: str) -> dict[str, str]:
+                return {"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+
+            def ping(session: str) -> int:
+                ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+                return http.post(url, json=ping, headers=in_session(session)).status_code
+
+            first, second, third = (open_session().headers["mcp-session-id"] for _ in range(3))
+            assert ping(first) == 200  # used again: now `second` has been idle longest
+            fourth = open_session()
+            assert fourth.status_code == 200, fourth.text
+            assert ping(second) == 404  # its client opens a new session, as the protocol asks
+            alive = [first, third, fourth.headers["mcp-session-id"]]
+            assert [ping(session) for session in alive] == [200, 200, 200]
+            # A session with a request in flight (here an open GET stream) is never closed to make room.
+            with contextlib.ExitStack() as streams:
+                for session in alive:
+                    stream = streams.enter_context(
+                        http.stream("GET", url, headers=in_session(session) | {"Accept": "text/event-stream"})
+                    )
+                    assert stream.status_code == 200
+                refused = open_session()
+                assert refused.status_code == 503
+            assert [ping(session) for session in alive] == [200, 200, 200]
+            assert open_session().status_code == 200  # the streams closed: idle again, so room can be made
+    finally:
+        next(served, None)
+
+
+def test_session_limit_defaults_match_the_settings() -> None:
+    defaults = Settings.from_env({})
+    assert SessionLimits() == SessionLimits(defaults.http_max_sessions, defaults.http_session_idle_timeout)
