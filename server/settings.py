@@ -197,8 +197,19 @@ class Settings(BaseModel):
     @classmethod
     def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
         # The message never quotes the value: it may hold a password.
-        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("postgresql", "postgres"):
+        if value is None:
+            return value
+        url = value.get_secret_value()
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
             raise ValueError("must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname")
+        # libpq ends the user and password at the first '@' (and Python's URL parser at the last, or at a '/',
+        # '?' or '#'): a password holding one would be cut, and its tail taken for the host and quoted in errors.
+        if url.count("@") > 1 or ("@" in url and "@" not in parts.netloc):
+            raise ValueError(
+                "has an '@', '/', '?' or '#' in its user name or password: percent-encode them (@ is %40, / is %2F, "
+                "? is %3F, # is %23), e.g. postgresql://user:p%40ss@host:5432/dbname"
+            )
         return value
 
     @field_validator("http_allowed_hosts", mode="before")
@@ -298,15 +309,33 @@ class Settings(BaseModel):
             ) from None
 
 
+# Settings holding a URL: quoted in errors without its user info, query and fragment (credentials go there).
+_URL_FIELDS = frozenset({"base_url", "storage_token_base", "storage_upload_base"})
+_USER_INFO = re.compile(r"^([^/?#]*//)?[^/?#]*@")
+
+
 def _checked_base(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"must be an http(s) URL such as https://api.uniapi.io, got {value!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ValueError("plain http is allowed only for loopback hosts (127.0.0.1, localhost); use https")
+        raise ValueError("must be an http(s) URL such as https://api.uniapi.io")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must not carry a query, fragment or credentials")
+    try:
+        port = parts.port  # None when there is none
+    except ValueError:  # not a number, or above 65535
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("plain http is allowed only for loopback hosts (127.0.0.1, localhost); use https")
     return value.rstrip("/")
+
+
+def _without_credentials(url: str) -> str:
+    """`url` as it may be quoted: user info masked, query and fragment cut off."""
+    shown = _USER_INFO.sub(lambda match: f"{match.group(1) or ''}***@", url, count=1)
+    cut = min((i for i in (shown.find("?"), shown.find("#")) if i >= 0), default=-1)
+    return shown if cut < 0 else shown[:cut] + "?..."
 
 
 def _default_provider(raw: Mapping[str, object]) -> str:
@@ -327,7 +356,9 @@ def _describe(errors: list[ErrorDetails]) -> str:
         field = _field(error)
         var = ENV_NAMES.get(field, "configuration")
         given = error.get("input")
-        # the value given helps (FAL_MCP_PROVIDER=falai), unless it is a key
+        # the value given helps (FAL_MCP_PROVIDER=falai), unless it is a key (or a URL's credentials)
+        if field in _URL_FIELDS and isinstance(given, str):
+            given = _without_credentials(given)
         shown = (
             f" (got {given!r})" if field in ENV_NAMES and field not in SECRET_FIELDS and isinstance(given, str) else ""
         )
