@@ -182,7 +182,12 @@ async def serve_http(
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", http=protocol, ws="none", backlog=backlog, lifespan="off"
     )
-    sock = config.bind_socket()
+    try:
+        sock = config.bind_socket()
+    except SystemExit:  # uvicorn has logged why (the address is in use, say) and asks to exit
+        raise HttpConfigError(
+            f"cannot listen on {host} port {port}; choose another --port (0: any free one), or stop what uses it"
+        ) from None
     if on_listening is not None:
         bound = sock.getsockname()[1]
         on_listening(f"http://{f'[{host}]' if ':' in host else host}:{bound}/mcp")
