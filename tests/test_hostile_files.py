@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from server.files import browse
 from server.files import local as local_files
 from server.files.local import FileRefusedError, read_media, sniff_mime
 from server.sandbox.media import sample_mp3, sample_mp4, sample_png, sample_wav, tiny_png
@@ -182,3 +183,43 @@ def test_a_file_that_is_itself_a_root_is_read(tmp_path: Path) -> None:
     path = tmp_path / "cat.png"
     path.write_bytes(tiny_png())
     assert read_media(str(path), roots=[path], max_bytes=100_000).data == tiny_png()
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_not_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Completion resolves the typed folder and checks it lies inside a root; then, before it is listed, the folder
+    becomes a symlink to one outside. Listing by path named the outside files; listing the folder opened one
+    component at a time from the root's descriptor names nothing."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "photos").mkdir(parents=True)
+    (root / "photos" / "cat.png").write_bytes(tiny_png())
+    outside.mkdir()
+    (outside / "tax-return-2025.png").write_bytes(tiny_png())
+    real_is_inside, folder = browse.is_inside, (root / "photos").resolve()
+    swapped: list[bool] = []
+
+    def swapping_is_inside(path: Path, roots: Any) -> bool:
+        inside = real_is_inside(path, roots)
+        if path == folder and not swapped:  # checked, and inside: the attacker wins the race right here
+            (root / "photos").rename(root / "photos.old")
+            (root / "photos").symlink_to(outside, target_is_directory=True)
+            swapped.append(True)
+        return inside
+
+    monkeypatch.setattr(browse, "is_inside", swapping_is_inside)
+    found = browse.suggest_image_paths(f"{root}/photos/", roots=[root], max_entries=100)
+    assert swapped
+    assert not any("tax-return" in value for value in found.values), found.values
+
+
+def test_folders_are_still_listed_through_the_root_descriptor(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "cat.png").write_bytes(tiny_png())
+    (tmp_path / "a" / "b" / "inner").mkdir()
+    (tmp_path / "a" / "b" / "link.png").symlink_to(tmp_path / "a" / "b" / "cat.png")
+    found = browse.suggest_image_paths(f"{tmp_path}/a/b/", roots=[tmp_path], max_entries=100)
+    prefix = f"{tmp_path}/a/b/"
+    assert found.values == [f"{prefix}cat.png", f"{prefix}inner/", f"{prefix}link.png"]
+    at_root = browse.suggest_image_paths(f"{tmp_path}/", roots=[tmp_path], max_entries=100)
+    assert at_root.values == [f"{tmp_path}/a/"]
