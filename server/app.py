@@ -184,7 +184,9 @@ def create_server(
     from tools import mcp_apps, mcp_completion, mcp_prompts, mcp_resources, mcp_tools, mcp_updates
 
     running: list[Runtime] = []
-    updates = mcp_updates.JobUpdates(max_subscriptions=settings.max_subscriptions)
+    updates = mcp_updates.JobUpdates(
+        max_subscriptions=settings.max_subscriptions, max_subscription_bytes=settings.max_subscription_bytes
+    )
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
@@ -227,6 +229,7 @@ def create_server(
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)
     mcp_completion.register_completion(server, settings, current)
+    updates.bound_listen_streams(server)
     if legacy_subscriptions:
         updates.serve_legacy_subscriptions(server)
     return server

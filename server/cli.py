@@ -40,7 +40,8 @@ keys (environment variables; set one):
 
 main settings (every one: README, "Configuration"):
   FAL_MCP_PROVIDER          uniapi or fal (default: from the key that is set)
-  FAL_MCP_FILE_ROOTS        folders local files may be read from (default: your home folder)
+  FAL_MCP_FILE_ROOTS        folders local files may be read from (default: your home folder; none when
+                            --host is beyond loopback)
   FAL_MCP_DOWNLOAD_DIR      where download=true saves media files (default: ~/Downloads/fal-queue-mcp)
   FAL_MCP_STATE_DIR         where the job ledger lives (default: your user state folder)
   FAL_MCP_MAX_WAIT_SECONDS  the longest one get_fal_result call waits (default: 50)
@@ -82,9 +83,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sandbox-run-seconds", type=float, default=4.0, help="sandbox: time a job runs")
     parser.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="how clients connect")
     parser.add_argument("--host", default="127.0.0.1", help="http: address to bind (non-loopback needs a token)")
-    parser.add_argument("--port", type=int, default=8000, help="http: port to listen on (0: any free port)")
+    parser.add_argument("--port", type=_port, default=8000, help="http: port to listen on (0: any free port)")
     parser.add_argument("--version", action="version", version=f"fal-queue-mcp {__version__}")
     return parser
+
+
+def _port(text: str) -> int:
+    """A TCP port for --port: a bad one is a usage error, not a traceback from bind()."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535 (0: any free one)")
+    return port
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,7 +152,14 @@ def _main(argv: Sequence[str] | None, startup: StartupGC) -> int:
     signal.signal(signal.SIGINT, lambda signum, frame: _exit_now())
     if args.transport == "stdio" and sys.stdin.isatty():
         _say_what_happens(sandbox)
-    if _serve(args, settings, config_error, sandbox, startup):
+    try:
+        interrupted = _serve(args, settings, config_error, sandbox, startup)
+    except StartupError as exc:  # the port is taken, say
+        print(f"fal-queue-mcp: {exc}", file=sys.stderr)
+        if sandbox is not None:
+            sandbox.stop()
+        return 2
+    if interrupted:
         _exit_now()  # Ctrl-C: see `_until_ctrl_c`
     if sandbox is not None:
         sandbox.stop()
@@ -243,6 +262,10 @@ def _serve(
     # Stateless HTTP keeps no session, so 2025-11-25 resources/subscribe has no channel to push on (2026-07-28
     # listen streams still work): it is neither served nor declared there.
     stateless = args.transport == "http" and settings.http_stateless
+    if args.transport == "http":
+        from server.http_transport import confine_local_files
+
+        settings = confine_local_files(settings, args.host)
     server = create_server(settings, config_error=config_error, legacy_subscriptions=not stateless)
     startup.serving()
     if args.transport == "stdio":
@@ -250,7 +273,8 @@ def _serve(
 
     from server.app import MEDIA_MAX_CONNECTIONS
     from server.http_guard import ConnectionLimits
-    from server.http_transport import serve_http
+    from server.http_sessions import SessionLimits
+    from server.http_transport import HttpConfigError, serve_http
 
     def listening(url: str) -> None:
         upstream = f"; the sandbox upstream serves at {sandbox.base_url}" if sandbox is not None else ""
@@ -263,22 +287,31 @@ def _serve(
         max_request_bytes=settings.http_max_request_bytes,
     )
 
+    unservable: list[str] = []
+
     async def serve() -> None:
         token = settings.http_token.get_secret_value() if settings.http_token else None
-        await serve_http(
-            server,
-            host=args.host,
-            port=args.port,
-            token=token,
-            allowed_hosts=settings.http_allowed_hosts,
-            limits=limits,
-            # the upstream pool and the media downloads hold descriptors of their own
-            reserved_descriptors=settings.max_connections + MEDIA_MAX_CONNECTIONS,
-            on_listening=listening,
-            stateless=stateless,
-        )
+        try:
+            await serve_http(
+                server,
+                host=args.host,
+                port=args.port,
+                token=token,
+                allowed_hosts=settings.http_allowed_hosts,
+                limits=limits,
+                # the upstream pool and the media downloads hold descriptors of their own
+                reserved_descriptors=settings.max_connections + MEDIA_MAX_CONNECTIONS,
+                on_listening=listening,
+                stateless=stateless,
+                sessions=SessionLimits(settings.http_max_sessions, settings.http_session_idle_timeout),
+            )
+        except HttpConfigError as exc:  # reported after the event loop, not as a task group's traceback
+            unservable.append(str(exc))
 
-    return anyio.run(_until_ctrl_c, serve)
+    interrupted = anyio.run(_until_ctrl_c, serve)
+    if unservable:
+        raise StartupError(unservable[0])
+    return interrupted
 
 
 async def _serve_stdio(server: MCPServer[Runtime]) -> None:

@@ -23,10 +23,12 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.http_sessions import DEFAULT_SESSIONS, SessionLimits, make_room_when_full
 from server.settings import is_loopback_host
 
 if TYPE_CHECKING:
     from server.http_guard import ConnectionLimits
+    from server.settings import Settings
 
 log = logging.getLogger(__name__)
 TOKEN_VARIABLE = "FAL_MCP_HTTP_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -46,6 +48,19 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
+def confine_local_files(settings: Settings, host: str) -> Settings:
+    """Served beyond loopback, every token holder would browse and upload from the server account's home folder
+    (the default root): there, local files are off unless FAL_MCP_FILE_ROOTS was set on purpose."""
+    if is_loopback_host(host) or "file_roots" in settings.model_fields_set:
+        return settings
+    log.warning(
+        "local files are off: %s is reachable from other machines and FAL_MCP_FILE_ROOTS is not set "
+        "(set it to the folders clients may read from, e.g. a shared volume)",
+        host,
+    )
+    return settings.model_copy(update={"file_roots": ()})
+
+
 def http_app(
     server: MCPServer[Any],
     *,
@@ -53,9 +68,11 @@ def http_app(
     token: str | None,
     allowed_hosts: Sequence[str] = (),
     stateless: bool = False,
+    sessions: SessionLimits = DEFAULT_SESSIONS,
 ) -> ASGIApp:
     """The SDK's streamable HTTP app behind the Host/Origin checks and, when a token is set, the token check.
-    `stateless`: no sessions (build the server with `legacy_subscriptions=False`: nothing can be pushed)."""
+    `stateless`: no sessions (build the server with `legacy_subscriptions=False`: nothing can be pushed);
+    otherwise at most `sessions.max_sessions`, the longest idle closed to make room (see server/http_sessions.py)."""
     check_bind(host, token)
     names = sorted(_host_names(host, allowed_hosts))
     security = TransportSecuritySettings(
@@ -63,9 +80,17 @@ def http_app(
         allowed_hosts=[*names, *(f"{name}:*" for name in names)],
         allowed_origins=[origin for name in names for origin in (f"http://{name}:*", f"https://{name}:*")],
     )
-    app: ASGIApp = server.streamable_http_app(transport_security=security, host=host, stateless_http=stateless)
+    app: ASGIApp = server.streamable_http_app(
+        transport_security=security,
+        host=host,
+        stateless_http=stateless,
+        max_sessions=sessions.max_sessions,
+        session_idle_timeout=sessions.idle_timeout,
+    )
     if stateless:
         app = NoStandaloneStream(app)
+    else:
+        make_room_when_full(server.session_manager)
     return BearerToken(app, token) if token else app
 
 
@@ -129,6 +154,7 @@ async def serve_http(
     reserved_descriptors: int = 0,
     on_listening: Callable[[str], None] | None = None,
     stateless: bool = False,
+    sessions: SessionLimits = DEFAULT_SESSIONS,
 ) -> None:
     """Serve until interrupted. Client connections are bounded (see `server.http_guard`): the soft file-descriptor
     limit is raised first, and the connection cap kept below what it leaves after `reserved_descriptors` (the
@@ -145,16 +171,23 @@ async def serve_http(
             limits.max_connections,
         )
     protocol, _ = guarded_protocol(replace(limits, max_connections=budget))
-    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts, stateless=stateless)
+    app = http_app(server, host=host, token=token, allowed_hosts=allowed_hosts, stateless=stateless, sessions=sessions)
     # asyncio accepts up to `backlog` connections at a time before any of them is admitted: a quarter of the
     # budget keeps a flood of connections below the descriptor limit (no EMFILE, no one-second accept pause).
     backlog = max(8, budget // 4)
     # The MCP sessions are run here rather than in the app's lifespan, so that Ctrl-C (which cancels this
     # function, see `server.cli`) ends them like any task instead of failing uvicorn's lifespan protocol.
+    # ws="none": MCP has no WebSocket transport, and uvicorn hands an upgraded socket to a protocol outside the
+    # guard, whose slot would then never be given back (`websockets` is often installed, by uvicorn[standard]).
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", http=protocol, backlog=backlog, lifespan="off"
+        app, host=host, port=port, log_level="warning", http=protocol, ws="none", backlog=backlog, lifespan="off"
     )
-    sock = config.bind_socket()
+    try:
+        sock = config.bind_socket()
+    except SystemExit:  # uvicorn has logged why (the address is in use, say) and asks to exit
+        raise HttpConfigError(
+            f"cannot listen on {host} port {port}; choose another --port (0: any free one), or stop what uses it"
+        ) from None
     if on_listening is not None:
         bound = sock.getsockname()[1]
         on_listening(f"http://{f'[{host}]' if ':' in host else host}:{bound}/mcp")

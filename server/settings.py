@@ -73,6 +73,9 @@ ENV_NAMES: dict[str, str] = {
     "http_max_request_bytes": "FAL_MCP_HTTP_MAX_REQUEST_BYTES",
     "max_completion_scan": "FAL_MCP_MAX_COMPLETION_SCAN",
     "max_subscriptions": "FAL_MCP_MAX_SUBSCRIPTIONS",
+    "max_subscription_bytes": "FAL_MCP_MAX_SUBSCRIPTION_BYTES",
+    "http_max_sessions": "FAL_MCP_HTTP_MAX_SESSIONS",
+    "http_session_idle_timeout": "FAL_MCP_HTTP_SESSION_IDLE_TIMEOUT",
     "http_stateless": "FAL_MCP_HTTP_STATELESS",
     "database_url": "FAL_MCP_DATABASE_URL",
     "database_pool_size": "FAL_MCP_DATABASE_POOL_SIZE",
@@ -177,7 +180,18 @@ class Settings(BaseModel):
     max_completion_scan: int = Field(
         1000, ge=1, le=100_000, description="folder entries or recent jobs looked at for one completion answer"
     )
-    max_subscriptions: int = Field(100, ge=1, le=100_000, description="resources one client may subscribe to")
+    max_subscriptions: int = Field(
+        100, ge=1, le=100_000, description="resources one client (or one listen stream) may follow"
+    )
+    max_subscription_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, description="total size of the URIs one client (or stream) follows"
+    )
+    http_max_sessions: int = Field(
+        1000, ge=1, le=100_000, description="stateful HTTP sessions kept; when full, the longest idle one is closed"
+    )
+    http_session_idle_timeout: float = Field(
+        1800.0, gt=0, le=7 * 24 * 3600, description="seconds a stateful HTTP session may stay idle"
+    )
     http_stateless: bool = Field(True, description="serve each HTTP request on its own: any instance serves any")
     database_url: SecretStr | None = Field(None, description="PostgreSQL ledger URL (a secret); default: SQLite")
     database_pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections one instance holds")
@@ -187,8 +201,19 @@ class Settings(BaseModel):
     @classmethod
     def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
         # The message never quotes the value: it may hold a password.
-        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("postgresql", "postgres"):
+        if value is None:
+            return value
+        url = value.get_secret_value()
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
             raise ValueError("must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname")
+        # libpq ends the user and password at the first '@' (and Python's URL parser at the last, or at a '/',
+        # '?' or '#'): a password holding one would be cut, and its tail taken for the host and quoted in errors.
+        if url.count("@") > 1 or ("@" in url and "@" not in parts.netloc):
+            raise ValueError(
+                "has an '@', '/', '?' or '#' in its user name or password: percent-encode them (@ is %40, / is %2F, "
+                "? is %3F, # is %23), e.g. postgresql://user:p%40ss@host:5432/dbname"
+            )
         return value
 
     @field_validator("http_allowed_hosts", mode="before")
@@ -288,15 +313,33 @@ class Settings(BaseModel):
             ) from None
 
 
+# Settings holding a URL: quoted in errors without its user info, query and fragment (credentials go there).
+_URL_FIELDS = frozenset({"base_url", "storage_token_base", "storage_upload_base"})
+_USER_INFO = re.compile(r"^([^/?#]*//)?[^/?#]*@")
+
+
 def _checked_base(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"must be an http(s) URL such as https://api.uniapi.io, got {value!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ValueError("plain http is allowed only for loopback hosts (127.0.0.1, localhost); use https")
+        raise ValueError("must be an http(s) URL such as https://api.uniapi.io")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError("must not carry a query, fragment or credentials")
+    try:
+        port = parts.port  # None when there is none
+    except ValueError:  # not a number, or above 65535
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("plain http is allowed only for loopback hosts (127.0.0.1, localhost); use https")
     return value.rstrip("/")
+
+
+def _without_credentials(url: str) -> str:
+    """`url` as it may be quoted: user info masked, query and fragment cut off."""
+    shown = _USER_INFO.sub(lambda match: f"{match.group(1) or ''}***@", url, count=1)
+    cut = min((i for i in (shown.find("?"), shown.find("#")) if i >= 0), default=-1)
+    return shown if cut < 0 else shown[:cut] + "?..."
 
 
 def _default_provider(raw: Mapping[str, object]) -> str:
@@ -317,7 +360,9 @@ def _describe(errors: list[ErrorDetails]) -> str:
         field = _field(error)
         var = ENV_NAMES.get(field, "configuration")
         given = error.get("input")
-        # the value given helps (FAL_MCP_PROVIDER=falai), unless it is a key
+        # the value given helps (FAL_MCP_PROVIDER=falai), unless it is a key (or a URL's credentials)
+        if field in _URL_FIELDS and isinstance(given, str):
+            given = _without_credentials(given)
         shown = (
             f" (got {given!r})" if field in ENV_NAMES and field not in SECRET_FIELDS and isinstance(given, str) else ""
         )

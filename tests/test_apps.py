@@ -24,7 +24,7 @@ from server.cli import sandbox_settings
 from server.sandbox import Sandbox
 from server.settings import Settings
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, tools_list_wire
-from tools.mcp_apps import CONFIG_SLOT, JOB_VIEW_URI, VIEW_FILE, render_view, view_config
+from tools.mcp_apps import CONFIG_SLOT, JOB_VIEW_URI, VIEW_FILE, media_origins, render_view, view_config
 
 pytestmark = pytest.mark.anyio
 VIEW_TOOLS = {"submit_fal_job", "get_fal_result", "list_fal_jobs"}
@@ -84,6 +84,12 @@ async def test_under_sandbox_the_csp_admits_the_origin_its_media_come_from(sandb
     assert origin == sandbox.base_url
     assert content.meta["ui"]["csp"]["resourceDomains"] == [*FAL_CDN, origin]
     assert content.meta["openai/widgetCSP"]["resource_domains"] == [*FAL_CDN, origin]
+
+
+def test_a_loopback_upstream_origin_is_rebuilt_from_its_parts(tmp_path: Path) -> None:
+    for base, origin in (("http://[::1]:8000/", "http://[::1]:8000"), ("http://localhost", "http://localhost")):
+        settings = Settings.from_env({}, provider="fal", base_url=base, state_dir=tmp_path)
+        assert media_origins(settings) == [*FAL_CDN, origin]
 
 
 class _Markup(HTMLParser):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -131,6 +132,25 @@ def _session(process: Process) -> list[str]:
         assert result["isError"] is True
         texts.append(result["content"][0]["text"])
     return tools + texts
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_a_bad_port_is_a_usage_error_not_a_traceback(env: dict[str, str], port: str) -> None:
+    command = [sys.executable, "-m", "server", "--transport", "http", "--port", port]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "--port" in done.stderr and "not a port" in done.stderr
+
+
+def test_a_port_in_use_is_reported_not_a_traceback(env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        command = [sys.executable, "-m", "server", "--transport", "http", "--port", port]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot listen on 127.0.0.1 port {port}" in done.stderr
 
 
 def test_a_bad_setting_is_answered_by_every_call(spawn, env) -> None:

@@ -1,4 +1,5 @@
-"""Hostile local files: text that looks like audio at a glance, and a folder swapped for a symlink mid-read."""
+"""Hostile local files: text that looks like audio at a glance or starts with a media magic number, and a folder
+swapped for a symlink mid-read."""
 
 from __future__ import annotations
 
@@ -8,10 +9,22 @@ from typing import Any
 
 import pytest
 
+from server.files import browse
 from server.files import local as local_files
 from server.files.local import FileRefusedError, read_media, sniff_mime
-from server.sandbox.media import tiny_png
-from tests.media_samples import adts_frames, mp3_frames, ogg_page
+from server.sandbox.media import sample_mp3, sample_mp4, sample_png, sample_wav, tiny_png
+from tests.media_samples import (
+    GIF_1X1,
+    WEBP_LOSSLESS_1X1,
+    WEBP_LOSSY_1X1,
+    adts_frames,
+    flac_header,
+    gif_without_extensions,
+    mp3_frames,
+    ogg_page,
+    wav_header,
+    webp_extended,
+)
 
 REG_EXPORT = (
     "Windows Registry Editor Version 5.00\r\n\r\n"
@@ -69,6 +82,54 @@ def test_real_audio_structures_are_recognised(data: bytes, mime: str) -> None:
     assert sniff_mime(data) == mime
 
 
+# ---- text that starts with a printable magic number is not media ---------------------------------------------
+
+TEXT_THAT_STARTED_WITH_A_MAGIC = {
+    "flac": b"fLaC is a lossless codec. The password for the archive is hunter2\n",
+    "gif89a": b"GIF89a was released in 1989; GIF87a before it. The password is hunter2\n",
+    "gif87a-comma": b"GIF87a notes, the password is hunter2\n",
+    "gif-bang": b"GIF89a 1x1!\n password: hunter2",
+    "wave": b"RIFF2024WAVE recordings: notes. The password is hunter2\n",
+    "wave-fmt": b"RIFF....WAVEfmt chunk first, then data. The password is hunter2\n",
+    "webp": b"RIFF....WEBPVP8 is lossy, VP8L lossless. The password is hunter2\n",
+    "webp-vp8x": b"RIFF....WEBPVP8X extended. The password is hunter2\n",
+    "ftyp-isom": b"see ftypisom brands: isom, iso2, mp41. The password is hunter2\n",
+    "ftyp-qt": b"... ftypqt  means QuickTime. The password is hunter2\n",
+    "ftyp-heic": b"tag:ftypheic mif1 heic. The password is hunter2\n",
+    "ftyp-m4a": b"mp4 ftypM4A  is for audio. The password is hunter2\n",
+}
+
+
+@pytest.mark.parametrize("data", TEXT_THAT_STARTED_WITH_A_MAGIC.values(), ids=TEXT_THAT_STARTED_WITH_A_MAGIC.keys())
+def test_text_starting_with_a_media_magic_is_not_media(data: bytes, tmp_path: Path) -> None:
+    assert sniff_mime(data) is None
+    path = tmp_path / "notes.gif"
+    path.write_bytes(data)
+    with pytest.raises(FileRefusedError, match="not an image, video or audio file") as caught:
+        read_media(str(path), roots=[tmp_path], max_bytes=100_000)
+    assert "hunter2" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("data", "mime"),
+    [
+        (GIF_1X1, "image/gif"),
+        (gif_without_extensions(), "image/gif"),
+        (WEBP_LOSSY_1X1, "image/webp"),
+        (WEBP_LOSSLESS_1X1, "image/webp"),
+        (webp_extended(), "image/webp"),
+        (flac_header(), "audio/flac"),
+        (wav_header(), "audio/wav"),
+        (sample_wav(), "audio/wav"),
+        (sample_mp4(), "video/mp4"),
+        (sample_mp3(), "audio/mpeg"),
+        (sample_png(), "image/png"),
+    ],
+)
+def test_real_media_with_those_magics_still_passes(data: bytes, mime: str) -> None:
+    assert sniff_mime(data) == mime
+
+
 def test_a_utf16_registry_export_is_not_uploaded(tmp_path: Path) -> None:
     path = tmp_path / "putty.reg"
     path.write_bytes(TEXT_THAT_LOOKED_LIKE_AUDIO["utf16le-reg-export"])
@@ -122,3 +183,43 @@ def test_a_file_that_is_itself_a_root_is_read(tmp_path: Path) -> None:
     path = tmp_path / "cat.png"
     path.write_bytes(tiny_png())
     assert read_media(str(path), roots=[path], max_bytes=100_000).data == tiny_png()
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_check_is_not_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Completion resolves the typed folder and checks it lies inside a root; then, before it is listed, the folder
+    becomes a symlink to one outside. Listing by path named the outside files; listing the folder opened one
+    component at a time from the root's descriptor names nothing."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "photos").mkdir(parents=True)
+    (root / "photos" / "cat.png").write_bytes(tiny_png())
+    outside.mkdir()
+    (outside / "tax-return-2025.png").write_bytes(tiny_png())
+    real_is_inside, folder = browse.is_inside, (root / "photos").resolve()
+    swapped: list[bool] = []
+
+    def swapping_is_inside(path: Path, roots: Any) -> bool:
+        inside = real_is_inside(path, roots)
+        if path == folder and not swapped:  # checked, and inside: the attacker wins the race right here
+            (root / "photos").rename(root / "photos.old")
+            (root / "photos").symlink_to(outside, target_is_directory=True)
+            swapped.append(True)
+        return inside
+
+    monkeypatch.setattr(browse, "is_inside", swapping_is_inside)
+    found = browse.suggest_image_paths(f"{root}/photos/", roots=[root], max_entries=100)
+    assert swapped
+    assert not any("tax-return" in value for value in found.values), found.values
+
+
+def test_folders_are_still_listed_through_the_root_descriptor(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "cat.png").write_bytes(tiny_png())
+    (tmp_path / "a" / "b" / "inner").mkdir()
+    (tmp_path / "a" / "b" / "link.png").symlink_to(tmp_path / "a" / "b" / "cat.png")
+    found = browse.suggest_image_paths(f"{tmp_path}/a/b/", roots=[tmp_path], max_entries=100)
+    prefix = f"{tmp_path}/a/b/"
+    assert found.values == [f"{prefix}cat.png", f"{prefix}inner/", f"{prefix}link.png"]
+    at_root = browse.suggest_image_paths(f"{tmp_path}/", roots=[tmp_path], max_entries=100)
+    assert at_root.values == [f"{tmp_path}/a/"]

@@ -189,3 +189,30 @@ def test_admission_closes_the_oldest_waiting_connection_first() -> None:
     assert admission.admit(e)
     assert not admission.admit(FakeConnection(admission))
     assert not (a.closed or c.closed or d.closed or e.closed)
+
+
+_UPGRADE = (
+    b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n"
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX resource limits")
+def test_websocket_upgrades_do_not_use_up_connection_slots(sandbox: Sandbox, tmp_path: Path) -> None:
+    # With `websockets` installed (uvicorn[standard] brings it), uvicorn hands an Upgrade request's socket to its
+    # WebSocket protocol, and the connection's slot was never given back: a handful of upgrades locked everyone
+    # out. MCP has no WebSocket transport, so HTTP is served with WebSockets off.
+    pytest.importorskip("websockets")  # the test extras install it: without it uvicorn never upgrades
+    stderr = tmp_path / "stderr.txt"
+    limits = {"FAL_MCP_HTTP_MAX_CONNECTIONS": "4", "FAL_MCP_HTTP_REQUEST_TIMEOUT": "1"}
+    with _http_server(sandbox, stderr, soft=1024, hard=1024, **limits) as (url, _process):
+        port = httpx.URL(url).port
+        assert port is not None
+        for _ in range(8):  # twice the slots, one after another: none is held once its client has gone
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as upgrade:
+                upgrade.sendall(_UPGRADE)
+                upgrade.recv(4096)
+        time.sleep(1.5)  # past the request timeout: an upgraded connection was then no longer evictable
+        answer = _initialize(url, timeout=30)
+        assert answer.status_code == 200, answer.text

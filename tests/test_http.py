@@ -3,7 +3,10 @@ beyond loopback without a token; and the CLI's sandbox settings."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -17,10 +20,11 @@ from mcp.client.streamable_http import streamable_http_client
 
 from server.app import create_server
 from server.cli import main, sandbox_settings
-from server.http_transport import http_app
+from server.http_sessions import SessionLimits
+from server.http_transport import confine_local_files, http_app
 from server.sandbox import Sandbox
 from server.settings import Settings
-from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings
+from tests.helpers import SEED_INPUT, SEED_MODEL, initialize_request, make_settings, server_env
 from tests.servers import serving_in_thread
 
 TOKEN = "test-bearer-token-5f2c9a"
@@ -79,6 +83,48 @@ def test_non_loopback_bind_without_token_refuses_to_start(
     monkeypatch.setenv("FAL_MCP_STATE_DIR", str(tmp_path))  # not the user's own ledger, whatever its version
     assert main(["--transport", "http", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "FAL_MCP_HTTP_TOKEN" in capsys.readouterr().err
+
+
+def test_beyond_loopback_local_files_are_off_unless_roots_are_set(sandbox: Sandbox, tmp_path: Path) -> None:
+    # The default root is the server account's home: shared with every token holder, it would be theirs to browse.
+    default = make_settings(sandbox)
+    assert default.file_roots == (Path.home(),)
+    assert confine_local_files(default, "0.0.0.0").file_roots == ()
+    assert confine_local_files(default, "mcp.example.com").file_roots == ()
+    assert confine_local_files(default, "127.0.0.1").file_roots == (Path.home(),)
+    assert confine_local_files(default, "localhost").file_roots == (Path.home(),)
+    chosen = make_settings(sandbox, file_roots=str(tmp_path))
+    assert confine_local_files(chosen, "0.0.0.0").file_roots == (tmp_path,)
+    chosen_home = Settings.from_env({"FAL_MCP_FILE_ROOTS": "~", "UNIAPI_KEY": "k"})
+    assert confine_local_files(chosen_home, "0.0.0.0").file_roots == (Path.home(),)
+
+
+_CAPTURE_ROOTS = """
+import sys
+import server.app, server.http_transport
+from server.cli import main
+create = server.app.create_server
+def spy(settings, **kwargs):
+    print("roots:", list(map(str, settings.file_roots)), flush=True)
+    return create(settings, **kwargs)
+async def serve_nothing(*args, **kwargs):
+    pass
+server.app.create_server = spy
+server.http_transport.serve_http = serve_nothing
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(("host", "roots"), [("0.0.0.0", "roots: []"), ("127.0.0.1", f"roots: [{str(Path.home())!r}]")])
+def test_the_command_line_turns_local_files_off_beyond_loopback(sandbox: Sandbox, host: str, roots: str) -> None:
+    # Nothing is bound: serving itself is replaced, and the settings the server was built with are printed.
+    command = [sys.executable, "-c", _CAPTURE_ROOTS, "--transport", "http", "--host", host, "--port", "1"]
+    done = subprocess.run(
+        command, env=server_env(sandbox, FAL_MCP_HTTP_TOKEN=TOKEN), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert roots in done.stdout.splitlines()
+    assert ("local files are off" in done.stderr) == (host == "0.0.0.0")
 
 
 def test_sandbox_settings_point_everything_at_the_sandbox(sandbox: Sandbox, monkeypatch) -> None:
@@ -201,3 +247,54 @@ def test_stateless_get_is_refused_at_once(settings: Settings) -> None:
     finally:
         next(served, None)
     assert answer.status_code == 405 and "POST" in answer.headers["allow"]
+
+
+# ---- stateful sessions -----------------------------------------------------------------------------------------
+
+_JSON_OR_STREAM = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def test_a_full_session_table_makes_room_by_closing_the_longest_idle_session(settings: Settings) -> None:
+    """One client opening sessions in a loop used to fill the table and get everyone else a 503 for half an hour
+    (the idle timeout): now the longest idle session makes room, and only busy sessions are kept whatever comes."""
+    sessions = SessionLimits(max_sessions=3, idle_timeout=600)
+    served = _serve(http_app(create_server(settings), host="127.0.0.1", token=None, sessions=sessions))
+    url = next(served)
+    try:
+        with httpx.Client(headers=_JSON_OR_STREAM, timeout=30) as http:
+
+            def open_session() -> httpx.Response:
+                return http.post(url, json=initialize_request("sessions"))
+
+            def in_session(session: str) -> dict[str, str]:
+                return {"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+
+            def ping(session: str) -> int:
+                ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+                return http.post(url, json=ping, headers=in_session(session)).status_code
+
+            first, second, third = (open_session().headers["mcp-session-id"] for _ in range(3))
+            assert ping(first) == 200  # used again: now `second` has been idle longest
+            fourth = open_session()
+            assert fourth.status_code == 200, fourth.text
+            assert ping(second) == 404  # its client opens a new session, as the protocol asks
+            alive = [first, third, fourth.headers["mcp-session-id"]]
+            assert [ping(session) for session in alive] == [200, 200, 200]
+            # A session with a request in flight (here an open GET stream) is never closed to make room.
+            with contextlib.ExitStack() as streams:
+                for session in alive:
+                    stream = streams.enter_context(
+                        http.stream("GET", url, headers=in_session(session) | {"Accept": "text/event-stream"})
+                    )
+                    assert stream.status_code == 200
+                refused = open_session()
+                assert refused.status_code == 503
+            assert [ping(session) for session in alive] == [200, 200, 200]
+            assert open_session().status_code == 200  # the streams closed: idle again, so room can be made
+    finally:
+        next(served, None)
+
+
+def test_session_limit_defaults_match_the_settings() -> None:
+    defaults = Settings.from_env({})
+    assert SessionLimits() == SessionLimits(defaults.http_max_sessions, defaults.http_session_idle_timeout)

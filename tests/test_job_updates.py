@@ -261,10 +261,46 @@ async def test_subscriptions_per_client_are_bounded(sandbox: Sandbox) -> None:
         await client.subscribe_resource(job_uri("c"))
 
 
+async def test_subscriptions_per_client_are_bounded_in_bytes(sandbox: Sandbox) -> None:
+    # Counting alone let one client hold 100 URIs of megabytes each.
+    settings = make_settings(sandbox, max_subscription_bytes=1024)
+    async with Client(create_server(settings), mode="legacy") as client:
+        await client.subscribe_resource(job_uri("a" * 900))
+        with pytest.raises(MCPError) as err:
+            await client.subscribe_resource(job_uri("b" * 200))
+        assert err.value.code == INVALID_REQUEST and "FAL_MCP_MAX_SUBSCRIPTION_BYTES" in str(err.value)
+        await client.unsubscribe_resource(job_uri("a" * 900))
+        await client.subscribe_resource(job_uri("b" * 200))
+
+
+@pytest.mark.parametrize(
+    ("uris", "setting"),
+    [
+        ([job_uri("x" * 2000)], "FAL_MCP_MAX_SUBSCRIPTION_BYTES"),  # one URI too long
+        ([job_uri(f"{n}" + "x" * 600) for n in range(2)], "FAL_MCP_MAX_SUBSCRIPTION_BYTES"),  # too long together
+        ([job_uri(str(n)) for n in range(3)], "FAL_MCP_MAX_SUBSCRIPTIONS"),  # too many
+    ],
+)
+async def test_listen_streams_are_bounded_in_count_and_bytes(sandbox: Sandbox, uris: list[str], setting: str) -> None:
+    settings = make_settings(sandbox, max_subscriptions=2, max_subscription_bytes=1024)
+    async with Client(create_server(settings), mode="2026-07-28") as client:
+        with pytest.raises(MCPError) as err:
+            async with client.listen(resource_subscriptions=uris):
+                pass
+        assert err.value.code == INVALID_REQUEST and setting in str(err.value) and JOBS_URI in str(err.value)
+        # within both bounds, a stream opens, and still hears what it follows
+        request_id = await submit(client)
+        async with client.listen(resource_subscriptions=[JOBS_URI, job_uri(request_id)]) as subscription:
+            assert subscription.honored is not None
+            assert subscription.honored.resource_subscriptions == [JOBS_URI, job_uri(request_id)]
+            await finish(client, sandbox, request_id)
+            assert await next_uri(subscription) in (JOBS_URI, job_uri(request_id))
+
+
 async def test_subscriptions_end_with_the_session_and_the_private_sdk_parts_are_there() -> None:
     """tools/mcp_updates.py reaches two private parts of the SDK (the low-level server, the request's connection):
     if an SDK upgrade moves them, this fails here with a plain message."""
-    updates = JobUpdates(max_subscriptions=10)
+    updates = JobUpdates(max_subscriptions=10, max_subscription_bytes=4096)
     server: MCPServer[Any] = MCPServer("updates-only", subscriptions=updates.bus)
 
     @server.resource("fal://jobs", name="jobs")

@@ -74,3 +74,72 @@ def test_a_bad_key_value_is_never_quoted() -> None:
     with pytest.raises(SettingsError) as refused:
         Settings.from_env({"FAL_KEY_ID": "id-secret-value"})  # without its FAL_KEY_SECRET
     assert "id-secret-value" not in str(refused.value)
+
+
+# ---- credentials in URLs are never quoted back --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["FAL_MCP_BASE_URL", "FAL_MCP_STORAGE_TOKEN_BASE", "FAL_MCP_STORAGE_UPLOAD_BASE"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://admin:hunter2@api.example.com",  # credentials in the URL
+        "ftp://admin:hunter2@api.example.com",  # ... and a wrong scheme
+        "http://admin:hunter2@api.example.com",  # ... and plain http beyond loopback
+        "admin:hunter2@api.example.com",  # ... and no scheme
+        "https://api.example.com/?key=hunter2",  # a key in the query
+        "https://api.example.com/#hunter2",
+        "https://admin:hunter2@api.example.com:junk",
+    ],
+)
+def test_credentials_in_a_url_setting_are_not_quoted(variable: str, url: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({variable: url, "FAL_KEY": "k"})
+    message = str(refused.value)
+    assert variable in message and "hunter2" not in message
+    assert "api.example.com" in message  # what is not secret still helps to find the mistake
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1 'unsafe-eval' https://evil.example",  # would land in the job view's CSP
+        "http://127.0.0.1:8000;script-src",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:0",
+        "https://api.example.com:https",
+    ],
+)
+def test_a_base_url_with_a_junk_port_is_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match=r"FAL_MCP_BASE_URL.*port"):
+        Settings.from_env({"FAL_MCP_BASE_URL": url})
+
+
+def test_good_ports_are_kept() -> None:
+    for url in ("http://127.0.0.1:8000", "http://[::1]:8000", "http://localhost", "https://api.example.com:443"):
+        assert Settings.from_env({"FAL_MCP_BASE_URL": url}).base_url == url
+
+
+# ---- the database URL -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://fal:se@cret@127.0.0.1:5432/fal",  # libpq: password 'se', host 'cret@127.0.0.1', quoted
+        "postgresql://fal:se/cret@127.0.0.1:5432/fal",  # libpq: host 'fal', port 'se', quoted
+        "postgresql://fal:se?cret@127.0.0.1:5432/fal",
+        "postgresql://fal:se#cret@127.0.0.1:5432/fal",
+    ],
+)
+def test_an_unescaped_character_in_the_database_password_is_refused_unquoted(url: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"FAL_MCP_DATABASE_URL": url})
+    message = str(refused.value)
+    assert "FAL_MCP_DATABASE_URL" in message and "%40" in message
+    assert "cret" not in message and "se@" not in message
+
+
+def test_a_percent_encoded_database_password_is_accepted() -> None:
+    settings = Settings.from_env({"FAL_MCP_DATABASE_URL": "postgresql://fal:se%40cret@127.0.0.1:5432/fal"})
+    assert "se@cret" in settings.database_secrets()

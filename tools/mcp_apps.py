@@ -42,7 +42,9 @@ def media_origins(settings: Settings) -> list[str]:
     origins = list(FAL_MEDIA_ORIGINS)
     parts = urlsplit(settings.base_url)
     if parts.hostname and is_loopback_host(parts.hostname):
-        origins.append(f"{parts.scheme}://{parts.netloc}")
+        # Rebuilt from its parsed pieces, never copied: nothing but a host and a number may enter the policy.
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        origins.append(f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else ""))
     return origins
 
 

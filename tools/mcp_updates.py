@@ -8,6 +8,11 @@
   channel (the stdio pipe, a stateful HTTP session's GET stream). Stateless HTTP has no such channel, so there
   the methods are not served and `resources.subscribe` is not declared at 2025-11-25.
 
+What one client follows is bounded by count (FAL_MCP_MAX_SUBSCRIPTIONS) and by the total size of the URIs
+(FAL_MCP_MAX_SUBSCRIPTION_BYTES): per connection for `resources/subscribe`, per stream for `subscriptions/listen`
+(a URI may be megabytes long, and a stream keeps its list for as long as it is open). `fal://jobs` follows every
+job in one URI.
+
 Changes come from `Jobs.events` (each ledger write that changed a job, in this process or, relayed, in another
 instance sharing the ledger). They are queued, coalesced per job, and sent by a background task, so a slow client
 never holds up the code that changed the job.
@@ -22,9 +27,16 @@ import anyio
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated, SubscriptionBus
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated, SubscriptionBus
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_REQUEST, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+from mcp_types import (
+    INVALID_REQUEST,
+    EmptyResult,
+    SubscribeRequestParams,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
+    UnsubscribeRequestParams,
+)
 
 from server.jobs.keeping import Jobs
 
@@ -39,9 +51,13 @@ def job_uri(request_id: str) -> str:
 
 
 class JobUpdates:
-    def __init__(self, *, max_subscriptions: int, bus: SubscriptionBus | None = None) -> None:
+    def __init__(
+        self, *, max_subscriptions: int, max_subscription_bytes: int, bus: SubscriptionBus | None = None
+    ) -> None:
         self.bus: SubscriptionBus = bus if bus is not None else InMemorySubscriptionBus()
         self._max_subscriptions = max_subscriptions
+        self._max_subscription_bytes = max_subscription_bytes
+        self._listen = ListenHandler(self.bus)
         self._legacy: dict[Connection, set[str]] = {}  # 2025-11-25 subscribers: connection -> URIs it follows
         self._pending: dict[str, None] = {}  # changed request ids not yet told, in order
         self._wake = anyio.Event()
@@ -78,6 +94,34 @@ class JobUpdates:
                 with anyio.move_on_after(NOTIFY_TIMEOUT_SECONDS):
                     await connection.send_resource_updated(uri)  # best effort: never raises
 
+    # ---- 2026-07-28: subscriptions/listen ----------------------------------------------------------------------
+
+    def bound_listen_streams(self, server: MCPServer[Any]) -> None:
+        """Serve `subscriptions/listen` with the SDK's handler, after checking what the stream would follow."""
+        _add_request_handler(server, "subscriptions/listen", SubscriptionsListenRequestParams, self._listen_bounded)
+
+    async def _listen_bounded(
+        self, ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
+    ) -> SubscriptionsListenResult:
+        uris = params.notifications.resource_subscriptions or []
+        self._check_bounds("This listen stream", len(uris), sum(map(_size, uris)), "ask for fewer")
+        return await self._listen(ctx, params)
+
+    def _check_bounds(self, who: str, count: int, size: int, remedy: str) -> None:
+        if count > self._max_subscriptions:
+            raise MCPError(
+                INVALID_REQUEST,
+                f"{who} would follow {count} resources, more than the {self._max_subscriptions} allowed "
+                f"(FAL_MCP_MAX_SUBSCRIPTIONS): {remedy}, or follow {JOBS_URI}, which changes with every job.",
+            )
+        if size > self._max_subscription_bytes:
+            raise MCPError(
+                INVALID_REQUEST,
+                f"{who} would follow resource URIs of {size:,} bytes in all, more than the "
+                f"{self._max_subscription_bytes:,} allowed (FAL_MCP_MAX_SUBSCRIPTION_BYTES): {remedy}, or follow "
+                f"{JOBS_URI}, which changes with every job.",
+            )
+
     # ---- 2025-11-25: resources/subscribe and resources/unsubscribe -------------------------------------------
 
     def serve_legacy_subscriptions(self, server: MCPServer[Any]) -> None:
@@ -97,18 +141,19 @@ class JobUpdates:
         if uris is None:
             uris = self._legacy[connection] = set()
             connection.exit_stack.callback(self._legacy.pop, connection, None)  # forgotten when it closes
-        if params.uri not in uris and len(uris) >= self._max_subscriptions:
-            raise MCPError(
-                INVALID_REQUEST,
-                f"This client already follows {len(uris)} resources, the most allowed (FAL_MCP_MAX_SUBSCRIPTIONS); "
-                "unsubscribe from some first.",
-            )
+        if params.uri not in uris:
+            size = sum(map(_size, uris)) + _size(params.uri)
+            self._check_bounds("This client", len(uris) + 1, size, "unsubscribe from some first")
         uris.add(params.uri)
         return EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: UnsubscribeRequestParams) -> EmptyResult:
         self._legacy.get(connection_of(ctx), set()).discard(params.uri)
         return EmptyResult()
+
+
+def _size(uri: str) -> int:
+    return len(uri.encode("utf-8", "surrogatepass"))
 
 
 # ---- the SDK's private parts, in one place ---------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Protocol-free. Only names are looked at, never contents: folders, and files with an image's extension, that
 lie inside the configured roots after resolving symlinks (a link is suggested only if its target is inside
 too). A folder outside the roots is never listed: the roots themselves are suggested instead, so typing leads
-into them, and the answer is the same whether that outside folder exists or not. At most `max_entries` folder
-entries are looked at per call.
+into them, and the answer is the same whether that outside folder exists or not. The folder checked is then
+opened as uploads open files, one component at a time from its root with no symlink followed, so a folder
+swapped for a link after the check is not listed. At most `max_entries` folder entries are looked at per call.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.files.local import absolute_roots, is_inside
+from server.files.local import LISTS_BENEATH, absolute_roots, is_inside, open_folder_beneath
 from server.files.sniff import EXTENSIONS
 
 IMAGE_EXTENSIONS = frozenset(
@@ -53,7 +54,12 @@ def suggest_image_paths(typed: str, *, roots: Sequence[Path], max_entries: int) 
     values: list[str] = []
     complete = True
     try:
-        with os.scandir(real_folder) as entries:
+        # The listing goes through the descriptor opened beneath the root, not the path checked above.
+        fd = open_folder_beneath(real_folder, resolved_roots) if LISTS_BENEATH else None
+    except OSError:  # unreadable, or changed since the check: nothing to suggest
+        return PathSuggestions([], True)
+    try:
+        with os.scandir(real_folder if fd is None else fd) as entries:
             for seen, entry in enumerate(entries):
                 if seen >= max_entries:
                     complete = False
@@ -61,21 +67,24 @@ def suggest_image_paths(typed: str, *, roots: Sequence[Path], max_entries: int) 
                 name = entry.name
                 if not name.startswith(stem) or (name.startswith(".") and not stem.startswith(".")):
                     continue
-                kind = _kind(entry, resolved_roots)
+                kind = _kind(entry, real_folder / name, resolved_roots)
                 if kind == "folder":
                     values.append(f"{shown}{name}{os.sep}")
                 elif kind == "image":
                     values.append(f"{shown}{name}")
     except OSError:  # unreadable folder: nothing to suggest
         return PathSuggestions([], True)
+    finally:
+        if fd is not None:
+            os.close(fd)
     return PathSuggestions(sorted(values), complete)
 
 
-def _kind(entry: os.DirEntry[str], resolved_roots: Sequence[Path]) -> str | None:
+def _kind(entry: os.DirEntry[str], path: Path, resolved_roots: Sequence[Path]) -> str | None:
     """'folder', 'image' or None; a symlink counts only when its target lies inside the roots."""
     try:
         if entry.is_symlink():
-            target = Path(entry.path).resolve(strict=True)
+            target = path.resolve(strict=True)
             if not is_inside(target, resolved_roots):
                 return None
             is_folder, is_file = target.is_dir(), target.is_file()

@@ -150,29 +150,50 @@ _FOLDER_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | getattr(os, "O_DIRECTORY", 
 _WALKS_BENEATH = os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY")
 
 
-def _open_beneath(reference: str, path: Path, roots: Sequence[Path]) -> int:
-    """Open the resolved `path` one component at a time from its root's descriptor, following no symlink.
+# A folder opened to list it (O_PATH would not do): never through a symlink, never blocking.
+_LIST_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_DIRECTORY", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+LISTS_BENEATH = _WALKS_BENEATH and os.scandir in os.supports_fd
+
+
+def open_beneath(path: Path, roots: Sequence[Path], flags: int) -> int:
+    """Open the resolved `path`, inside one of the resolved `roots`, one component at a time from its root's
+    descriptor, following no symlink; `flags` for the last component. OSError when a component is (now) a
+    symlink, missing or not a folder.
 
     O_NOFOLLOW on the whole path guards only its last component: a folder on the way swapped for a symlink
-    after the checks above would lead out of the root. Here every folder is opened with O_NOFOLLOW relative to
-    the one before, so such a swap makes the open fail instead.
+    after the checks would lead out of the root. Here every folder is opened with O_NOFOLLOW relative to the one
+    before, so such a swap makes the open fail instead.
     """
     root = max((r for r in roots if is_inside(path, [r])), key=lambda r: len(r.parts))
     parts = path.relative_to(root).parts
+    if not parts or not _WALKS_BENEATH:  # the root itself; or no openat (Windows): callers check what they got
+        return os.open(path, flags)
+    fd = os.open(root, _FOLDER_FLAGS)
     try:
-        if not parts:  # the root is the file itself
-            return os.open(path, _FILE_FLAGS)
-        if not _WALKS_BENEATH:  # no openat (Windows): the fstat identity check in read_media is what remains
-            return os.open(path, _FILE_FLAGS)
-        fd = os.open(root, _FOLDER_FLAGS)
-        try:
-            for part in parts[:-1]:
-                inner = os.open(part, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-                os.close(fd)
-                fd = inner
-            return os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
-        finally:
+        for part in parts[:-1]:
+            inner = os.open(part, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             os.close(fd)
+            fd = inner
+        return os.open(parts[-1], flags, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def open_folder_beneath(path: Path, roots: Sequence[Path]) -> int:
+    """`open_beneath` for a folder to list with `os.scandir(fd)` (where LISTS_BENEATH)."""
+    return open_beneath(path, roots, _LIST_FLAGS)
+
+
+def _open_beneath(reference: str, path: Path, roots: Sequence[Path]) -> int:
+    """Open the file at the resolved `path` (see `open_beneath`); a refusal that says what happened."""
+    try:
+        return open_beneath(path, roots, _FILE_FLAGS)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
             # A component became a symlink (or vanished) after the path was resolved and checked.

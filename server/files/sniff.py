@@ -1,10 +1,13 @@
 """Recognising image, video and audio files by their first bytes, and nothing else.
 
 A local file is sent to a model only if it sniffs as media, so a false positive leaks a file: text must never
-pass. Formats with a long magic number are recognised by it; the weak ones are held to their real structure:
-MPEG audio and ADTS need two consecutive valid frames (a lone sync word is two bytes any text can start with,
-and the UTF-16 byte-order mark FF FE is one), an ID3 tag needs a well-formed header, an Ogg stream a complete
-first page with a valid checksum and a known codec. Data starting with a text byte-order mark is refused first.
+pass. Only magic numbers that text cannot start with (binary bytes) are taken alone; where the magic is
+printable ("GIF89a", "fLaC", "RIFF....WAVE", "....ftypisom"), the structure right after it must hold too, and
+each such check needs bytes no text has (a NUL, a byte of 0x80 or more): a GIF's first block, FLAC's
+STREAMINFO header, a WAV's "fmt " chunk, a WebP's VP8 header, a sane ftyp box size. MPEG audio and ADTS need
+two consecutive valid frames (a lone sync word is two bytes any text can start with, and the UTF-16 byte-order
+mark FF FE is one), an ID3 tag needs a well-formed header, an Ogg stream a complete first page with a valid
+checksum and a known codec. Data starting with a text byte-order mark is refused first.
 """
 
 from __future__ import annotations
@@ -47,11 +50,11 @@ def sniff_mime(head: bytes) -> str | None:
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
     if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
+        return "image/gif" if _is_gif(head) else None
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "image/webp"
+        return "image/webp" if _is_webp(head) else None
     if head.startswith(b"RIFF") and head[8:12] == b"WAVE":
-        return "audio/wav"
+        return "audio/wav" if _is_wave(head) else None
     if head.startswith(b"BM") and head[6:10] == b"\0\0\0\0" and head[14:18] in _BMP_DIB_SIZES:
         return "image/bmp"
     if head[:4] in (b"II*\0", b"MM\0*"):
@@ -67,7 +70,8 @@ def sniff_mime(head: bytes) -> str | None:
     if head.startswith(b"OggS"):
         return _sniff_ogg(head)
     if head.startswith(b"fLaC"):
-        return "audio/flac"
+        # the first metadata block is always STREAMINFO (type 0), 34 bytes long
+        return "audio/flac" if head[4:5] in (b"\x00", b"\x80") and head[5:8] == b"\0\0\x22" else None
     if head.startswith(b"ID3"):
         return "audio/mpeg" if _is_id3_tag(head) else None
     return _sniff_frames(head)
@@ -83,9 +87,15 @@ _MP4_BRANDS = frozenset(
 )
 
 
+_MAX_FTYP_BYTES = 1024  # 250 compatible brands; any printable first four bytes make a size of 150 MB or more
+
+
 def _sniff_ftyp(head: bytes) -> str | None:
     """ISO base media (MP4, MOV, M4A, HEIC, AVIF): the major brand, then the compatible brands."""
-    end = min(len(head), max(16, int.from_bytes(head[:4], "big")))
+    size = int.from_bytes(head[:4], "big")
+    if not 16 <= size <= _MAX_FTYP_BYTES or size % 4:  # 8 bytes of box header, 2 brand fields, whole brands
+        return None
+    end = min(len(head), size)
     brands = [head[8:12]] + [head[i : i + 4] for i in range(16, end - 3, 4)]
     if brands[0] in _AVIF_BRANDS or (brands[0] in _HEIC_BRANDS and _AVIF_BRANDS.intersection(brands)):
         return "image/avif"
@@ -98,6 +108,57 @@ def _sniff_ftyp(head: bytes) -> str | None:
     if _MP4_BRANDS.intersection(brands) or brands[0].startswith(b"3g"):
         return "video/mp4"
     return None
+
+
+# ---- GIF, WebP, WAV -------------------------------------------------------------------------------------------
+
+_GIF_LABELS = frozenset({0xF9, 0xFE, 0x01, 0xFF})  # graphic control, comment, plain text, application
+
+
+def _color_table(packed: int) -> int:
+    """The size of the colour table a GIF descriptor's packed byte announces (none without its top bit)."""
+    return 3 << ((packed & 7) + 1) if packed & 0x80 else 0
+
+
+def _is_gif(head: bytes) -> bool:
+    """After the screen descriptor (and its colour table), a known extension or an image descriptor followed
+    by an LZW code size of 2-8: the label bytes and code sizes are control or non-ASCII bytes."""
+    if len(head) < 13:
+        return False
+    at = 13 + _color_table(head[10])
+    if head[at : at + 1] == b"\x21":
+        return len(head) > at + 1 and head[at + 1] in _GIF_LABELS
+    if head[at : at + 1] == b"\x2c" and len(head) >= at + 10:
+        code_at = at + 10 + _color_table(head[at + 9])
+        return len(head) > code_at and 2 <= head[code_at] <= 8
+    return False
+
+
+def _is_webp(head: bytes) -> bool:
+    """The first chunk is a lossy (VP8: its start code), lossless (VP8L: its signature) or extended (VP8X:
+    10 bytes long) bitstream header."""
+    kind = head[12:16]
+    if kind == b"VP8 ":
+        return head[23:26] == b"\x9d\x01\x2a"
+    if kind == b"VP8L":
+        return head[20:21] == b"\x2f"
+    return kind == b"VP8X" and head[16:20] == b"\x0a\0\0\0"
+
+
+def _is_wave(head: bytes) -> bool:
+    """A "fmt " chunk among the first chunks, of a sane size, with 1-64 channels and a sample rate: a size and a
+    channel count that text cannot spell (they need NUL bytes)."""
+    at = 12
+    while at + 8 <= len(head):
+        kind, size = head[at : at + 4], int.from_bytes(head[at + 4 : at + 8], "little")
+        if kind == b"fmt ":
+            fmt = head[at + 8 : at + 8 + size]
+            if not 16 <= size <= 1024 or len(fmt) < 16:
+                return False
+            channels, rate = int.from_bytes(fmt[2:4], "little"), int.from_bytes(fmt[4:8], "little")
+            return 1 <= channels <= 64 and 1 <= rate <= 1_000_000
+        at += 8 + size + (size & 1)  # chunks are padded to an even size
+    return False
 
 
 # ---- ID3 ------------------------------------------------------------------------------------------------------
