@@ -19,6 +19,7 @@ from server.route_family import route_family_of
 from server.sandbox import Sandbox
 from server.sandbox.media import tiny_png
 from tests.helpers import connect, text_of
+from tests.media_samples import GIF_1X1
 from tools.catalog import CATALOG
 from tools.catalog.examples import example_input
 from tools.catalog.sandbox_rules import CatalogRules
@@ -283,7 +284,7 @@ async def test_with_fal_storage_kling_gets_a_url(tmp_path: Path) -> None:
 
 async def test_kling_refuses_a_file_type_it_cannot_take(tmp_path: Path) -> None:
     gif = tmp_path / "anim.gif"
-    gif.write_bytes(b"GIF89a" + b"\0" * 32)
+    gif.write_bytes(GIF_1X1)
     files, problems = await read_local_files(_runtime(tmp_path), CATALOG[KLING_I2V], {"image": str(gif)})
     assert files == []
     wanted = "image: anim.gif is image/gif, but this model takes only image/jpeg or image/png; convert the file"
@@ -297,7 +298,7 @@ async def test_a_refused_local_file_sends_nothing(sandbox: Sandbox, tmp_path: Pa
     from tests.helpers import make_settings
 
     gif = tmp_path / "anim.gif"
-    gif.write_bytes(b"GIF89a" + b"\0" * 32)
+    gif.write_bytes(GIF_1X1)
     settings = make_settings(
         sandbox, provider="uniapi", uniapi_key=sandbox.config.key, fal_key=None, file_roots=(tmp_path,)
     )
