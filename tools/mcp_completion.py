@@ -27,7 +27,7 @@ from mcp_types import (
     ResourceTemplateReference,
 )
 
-from server.app import Runtime
+from server.runtime import Runtime
 from server.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from server.app import Runtime
 from server.errors import FalError
 from server.fal.ids import InvalidIdError, validate_request_id
+from server.runtime import Runtime
 
 JSON = "application/json"
 RECENT_JOBS = 50

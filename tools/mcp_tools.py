@@ -21,10 +21,10 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetad
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from server.app import Runtime
 from server.errors import FalError, redact
 from server.fal.ids import InvalidIdError
 from server.jobs.ledger.base import MAX_LIST_LIMIT
+from server.runtime import Runtime
 from server.settings import Settings
 from tools.mcp_apps import VIEW_META
 

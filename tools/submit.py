@@ -18,7 +18,7 @@ from tools.catalog.validation import InputInvalidError, review_input
 from tools.uploads import publish_local_files, read_local_files
 
 if TYPE_CHECKING:
-    from server.app import Runtime
+    from server.runtime import Runtime
 
 
 async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswer:

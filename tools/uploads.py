@@ -25,7 +25,7 @@ from tools.answers import UploadAnswer
 from tools.catalog.base import FileInput, file_inputs
 
 if TYPE_CHECKING:
-    from server.app import Runtime
+    from server.runtime import Runtime
     from tools.catalog import CatalogEntry
 
 AS_DATA_URI = FileInput()  # how a file field without a mark (`image_url`) takes an inlined file

@@ -4,7 +4,7 @@
 - `postgres.PostgresLedger`: a PostgreSQL database shared by several server instances (a team or hosted
   deployment). Its module imports psycopg, an optional extra: import it only when a database URL is configured.
 
-The composition root (`server.app.open_ledger`) picks the backend. `Ledger` is the SQLite backend's older name.
+The composition root (`server.runtime.open_ledger`) picks the backend. `Ledger` is the SQLite backend's older name.
 """
 
 from server.jobs.ledger.base import (
