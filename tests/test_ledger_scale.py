@@ -89,6 +89,7 @@ LOOKUPS: dict[str, Any] = {
     "recent request ids": lambda ledger: ledger.recent_request_ids(limit=3),
     "one job": lambda ledger: ledger.get("recent-1"),
     "the watcher's unfinished jobs": lambda ledger: ledger.unfinished(limit=10),
+    "giving the leases back at shutdown": lambda ledger: ledger.release_all(),
 }
 
 
@@ -102,23 +103,17 @@ def test_lookups_do_no_more_work_with_many_other_jobs(tmp_path: Path, lookup: st
         for ledger in (few, many):
             _recent_jobs(ledger)
         call = LOOKUPS[lookup]
-        assert [row.request_id for row in _rows(call(few))] == [row.request_id for row in _rows(call(many))]
+        assert _found(call(few)) == _found(call(many))
         small, large = _steps(few, lambda: call(few)), _steps(many, lambda: call(many))
     # A scan of the other jobs would take well over OTHER_JOBS steps (hundreds of units); an index lookup a few.
     assert large <= small + 5, f"{lookup}: {large} units of {STEP} steps with {OTHER_JOBS} other jobs, {small} without"
 
 
-def _rows(found: Any) -> list[Any]:
-    if found is None:
-        return []
-    if isinstance(found, list):
-        return [row if hasattr(row, "request_id") else _Id(row) for row in found]
-    return [found]
-
-
-class _Id:
-    def __init__(self, request_id: str) -> None:
-        self.request_id = request_id
+def _found(answer: Any) -> Any:
+    """A lookup's answer in a comparable form: request ids for rows, anything else as it is."""
+    if isinstance(answer, list):
+        return [getattr(item, "request_id", item) for item in answer]
+    return getattr(answer, "request_id", answer)
 
 
 # ---- request-id completion reads ids only -------------------------------------------------------------------
@@ -243,7 +238,7 @@ def test_a_schema_2_ledger_gets_the_indexes_in_place_keeping_its_jobs(backend: B
     with backend.open() as ledger:
         assert [row.request_id for row in ledger.list_jobs(endpoint_id="fal-ai/x")] == ["req-old"]
         assert ledger.claim_wait("req-old", 30) == "taken"
-    assert {f"{table}_endpoint", f"{table}_endpoint_state"} <= _indexes(backend)
+    assert {f"{table}_endpoint", f"{table}_endpoint_state", f"{table}_watch_owner"} <= _indexes(backend)
     with backend.open() as again:  # opened again: nothing left to migrate
         assert again.get("req-old") is not None
     assert SCHEMA_VERSION == 3
