@@ -1,4 +1,5 @@
-"""The durable job ledger: one interface (`JobLedger`, in `base`), two backends.
+"""The durable job ledger: one interface (`JobLedger`, in `base`), one SQL layer (`sql.SqlLedger`: the migrations,
+the queries, written once), two backends that differ in dialect, transactions and change relay.
 
 - `sqlite.SqliteLedger`: an embedded SQLite file, the default (one user, any number of processes on one machine);
 - `postgres.PostgresLedger`: a PostgreSQL database shared by several server instances (a team or hosted
