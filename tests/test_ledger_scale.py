@@ -6,6 +6,7 @@ The speed figures at a million jobs are a benchmark (`python -m bench --only led
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sqlite3
@@ -170,6 +171,38 @@ async def test_a_local_file_sent_inline_is_kept_as_a_reference(sandbox: Sandbox,
         "sha256": hashlib.sha256(photo.read_bytes()).hexdigest(),
     }
     assert len(json.dumps(row.input)) < 500
+
+
+async def test_kling_raw_base64_is_kept_as_a_reference_and_an_upload_as_its_url(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tools.catalog import CATALOG
+    from tools.uploads import ledger_body, publish_local_files, read_local_files
+
+    photo = tmp_path / "me.png"
+    photo.write_bytes(tiny_png())
+    reference = {
+        "local_file": str(photo.resolve()),
+        "content_type": "image/png",
+        "size": photo.stat().st_size,
+        "sha256": hashlib.sha256(photo.read_bytes()).hexdigest(),
+    }
+
+    class Storage:
+        async def upload(self, media: Any) -> str:
+            return f"https://storage.example/{media.path.name}"
+
+    entry, body = CATALOG["kling/v1/images/kolors-virtual-try-on"], {"human_image": str(photo), "cloth_image": "x"}
+    for storage, kept in ((None, reference), (Storage(), "https://storage.example/me.png")):
+        rt = SimpleNamespace(settings=SimpleNamespace(file_roots=(tmp_path,), max_upload_bytes=10**6))
+        rt.storage = lambda storage=storage: storage
+        files, problems = await read_local_files(rt, entry, body)  # type: ignore[arg-type]
+        assert problems == []
+        sent, _ = await publish_local_files(rt, entry, body, files)  # type: ignore[arg-type]
+        stored = await ledger_body(sent, files)
+        assert stored["human_image"] == kept and stored["cloth_image"] == "x"
+        if storage is None:  # the model still gets the file itself, as raw base64
+            assert sent["human_image"] == base64.b64encode(photo.read_bytes()).decode()
 
 
 def test_any_data_uri_or_bare_base64_is_shortened(tmp_path: Path) -> None:
