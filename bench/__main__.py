@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "concurrency": ("bench.concurrency", 150, 150),
     "scale_out": ("bench.scale_out", 200, 260),
     "viewer_polling": ("bench.viewer_polling", 30, 30),
+    "ledger_scale": ("bench.ledger_scale", 300, 900),
 }
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import anyio
     from mcp.server.mcpserver import MCPServer
 
-    from server.app import Runtime
+    from server.runtime import Runtime
     from server.sandbox import Sandbox
     from server.settings import Settings, SettingsError
 
@@ -210,8 +210,8 @@ def sandbox_settings(sandbox: Sandbox) -> Settings:
 
 def _check_ledger(settings: Settings) -> None:
     """A corrupt or newer ledger is reported at start-up, not at the first call."""
-    from server.app import open_ledger
     from server.jobs.ledger import LedgerError
+    from server.runtime import open_ledger
 
     try:
         open_ledger(settings).close()
@@ -271,10 +271,10 @@ def _serve(
     if args.transport == "stdio":
         return anyio.run(_until_ctrl_c, lambda: _serve_stdio(server))
 
-    from server.app import MEDIA_MAX_CONNECTIONS
     from server.http_guard import ConnectionLimits
     from server.http_sessions import SessionLimits
     from server.http_transport import HttpConfigError, serve_http
+    from server.runtime import MEDIA_MAX_CONNECTIONS
 
     def listening(url: str) -> None:
         upstream = f"; the sandbox upstream serves at {sandbox.base_url}" if sandbox is not None else ""

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from server.app import Runtime, open_runtime
 from server.errors import CancelUnsupportedError, JobFailedError, NotFoundError, UpstreamUnavailableError
+from server.runtime import Runtime, open_runtime
 from server.sandbox import Fault, Sandbox
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings
 from tools import follow

@@ -15,8 +15,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-from server.app import Runtime
 from server.errors import InvalidRequestError
+from server.runtime import Runtime
 from server.sandbox import Sandbox
 from server.settings import Settings
 from tests.helpers import (

@@ -23,11 +23,11 @@ import httpx
 import pytest
 
 from server import logs
-from server.app import Runtime
 from server.fal.client import FalQueueClient
 from server.fal.responses import MAX_ANSWER_DEPTH, parse_json
 from server.fal.stream import stream_status
 from server.jobs.watcher import Watcher
+from server.runtime import Runtime
 from server.sandbox import Fault, Sandbox
 from server.sandbox.media import tiny_png
 from server.settings import Settings

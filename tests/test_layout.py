@@ -4,7 +4,9 @@ package depends only on what sits below it.
 - `server/fal`, `server/jobs`, `server/files` (the core) import neither `mcp` nor `tools`;
 - `server/sandbox` (a fake upstream) imports neither, and no part of the core imports the sandbox;
 - only the composition root (`server/app.py`), the command line, the demo and the HTTP transport import `mcp`
-  under `server/`, and only the composition root and the command line import `tools`.
+  under `server/`, and only the composition root and the command line import `tools`;
+- nothing imports the composition root back: the tools and the core take `Runtime` from `server/runtime.py`, which
+  sits below both the root and the tools, so the import graph has no circle through the root.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ("server/fal", "server/jobs", "server/files")
 MAY_IMPORT_MCP = {"server/app.py", "server/cli.py", "server/demo.py", "server/http_transport.py", "server/http_sessions.py"}
 MAY_IMPORT_TOOLS = {"server/app.py", "server/cli.py"}
+# Who may import the composition root: the command line, which starts it.
+MAY_IMPORT_ROOT = {"server/cli.py"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -39,6 +43,10 @@ def _server_files() -> list[Path]:
     return sorted((ROOT / "server").rglob("*.py"))
 
 
+def _python_files() -> list[Path]:
+    return sorted(path for folder in ("server", "tools") for path in (ROOT / folder).rglob("*.py"))
+
+
 @pytest.mark.parametrize("path", _server_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_server_modules_keep_to_their_layer(path: Path) -> None:
     relative = str(path.relative_to(ROOT))
@@ -54,6 +62,18 @@ def test_server_modules_keep_to_their_layer(path: Path) -> None:
         assert not outer, f"{relative} imports the process shell: {outer}"
 
 
+@pytest.mark.parametrize("path", _python_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_imports_the_composition_root_back(path: Path) -> None:
+    relative = str(path.relative_to(ROOT))
+    if relative not in MAY_IMPORT_ROOT:
+        assert "server.app" not in imported_modules(path), f"{relative} imports server.app; use server.runtime"
+
+
+def test_runtime_sits_below_the_root_and_the_tools() -> None:
+    tops = {name for name in imported_modules(ROOT / "server/runtime.py") if name.startswith(("server.app", "tools"))}
+    assert not tops and not {"mcp", "mcp_types"} & {_top(n) for n in imported_modules(ROOT / "server/runtime.py")}
+
+
 def test_the_rules_see_imports_inside_functions(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from mcp.server import Server\n    import tools.follow\n")
@@ -64,5 +84,5 @@ def test_every_concern_has_its_package() -> None:
     for package in (*CORE, "server/sandbox", "tools/catalog"):
         assert (ROOT / package / "__init__.py").exists(), package
     # what was spread over server/ and tools/ lives in one home now
-    for gone in ("server/runtime.py", "server/ledger.py", "server/upstream.py", "tools/records.py", "tools/media.py"):
+    for gone in ("server/ledger.py", "server/upstream.py", "tools/records.py", "tools/media.py"):
         assert not (ROOT / gone).exists(), gone

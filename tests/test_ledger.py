@@ -373,17 +373,17 @@ def test_foreign_sqlite_database_is_refused_and_left_unchanged(tmp_path: Path) -
 
 def test_new_file_is_initialised_at_the_current_schema(path: Path, sqlite_ledger: Ledger) -> None:
     probe = sqlite3.connect(path)
-    assert probe.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
+    assert probe.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
     assert probe.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     indexes = {name for (name,) in probe.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"jobs_request_id", "jobs_submitted_at", "jobs_state", "jobs_updated_at"} <= indexes
+    assert {"jobs_request_id", "jobs_submitted_at", "jobs_state", "jobs_updated_at", "jobs_endpoint"} <= indexes
     columns = {row[1] for row in probe.execute("PRAGMA table_info(jobs)")}
     assert {"watch_owner", "watch_until", "watch_kind"} <= columns
     probe.close()
 
 
 def test_a_schema_1_file_is_migrated_keeping_its_jobs(path: Path) -> None:
-    from server.jobs.ledger.sqlite_file import MIGRATIONS
+    from server.jobs.ledger.sqlite import MIGRATIONS
 
     path.parent.mkdir(parents=True)
     with closing(sqlite3.connect(path)) as old:  # a ledger as the previous release wrote it

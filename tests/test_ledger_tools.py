@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from server.app import open_ledger
+from server.runtime import open_ledger
 from server.sandbox import Fault, Sandbox
 from server.settings import Settings
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of

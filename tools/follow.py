@@ -23,7 +23,7 @@ from tools.answers import CancelAnswer, Outcome, ResultAnswer, StatusAnswer
 from tools.saving import save_media
 
 if TYPE_CHECKING:
-    from server.app import Runtime
+    from server.runtime import Runtime
 
 # (elapsed seconds, total seconds, message): how a wait reports progress to whoever listens.
 Progress = Callable[[float, float, str], Awaitable[None]]

@@ -14,8 +14,8 @@ from server.jobs.ledger import STATES
 from tools.answers import MAX_LIST_LIMIT, JobList, JobSummary
 
 if TYPE_CHECKING:
-    from server.app import Runtime
     from server.jobs.ledger import JobRow
+    from server.runtime import Runtime
 
 
 async def list_jobs(rt: Runtime, status: str | None, model: str | None, since: str | None, limit: int) -> JobList:

@@ -27,7 +27,7 @@ from mcp_types import (
     ResourceTemplateReference,
 )
 
-from server.app import Runtime
+from server.runtime import Runtime
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,12 +111,13 @@ def _model_ids(typed: str) -> list[str]:
 
 
 async def _request_ids(rt: Runtime, typed: str, scan: int) -> list[str]:
-    """Request ids of the `scan` most recent jobs that start with `typed`, newest first."""
+    """Request ids of the `scan` most recent jobs that start with `typed`, newest first. Only the ids are read: a
+    job's row may hold a large input or result, and this runs on every keystroke."""
     from server.jobs.ledger import LedgerError
 
     try:
-        rows = await rt.jobs.list(state=None, endpoint_id=None, since=None, limit=scan)
+        request_ids = await rt.jobs.recent_request_ids(scan)
     except LedgerError as exc:  # a completion is a hint: no suggestions rather than an error
         log.warning("no request id suggestions: %s", exc)
         return []
-    return _by_prefix([row.request_id for row in rows if row.request_id], typed)
+    return _by_prefix(request_ids, typed)

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from server.app import Runtime
 from server.errors import FalError
 from server.fal.ids import InvalidIdError, validate_request_id
+from server.jobs.ledger.base import LedgerError
+from server.runtime import Runtime
 
 JSON = "application/json"
 RECENT_JOBS = 50
@@ -62,9 +63,9 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         rt = current()
         try:
             rt.check_config()
-        except FalError as exc:
+            jobs = await history.list_jobs(rt, None, None, None, RECENT_JOBS)
+        except (FalError, LedgerError) as exc:  # a configuration error found at start-up, or a broken ledger
             raise ResourceError(str(exc)) from None
-        jobs = await history.list_jobs(rt, None, None, None, RECENT_JOBS)
         return jobs.model_dump_json(exclude_none=True)
 
     @server.resource(
@@ -83,7 +84,7 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
             row = await rt.jobs.get(validate_request_id(request_id))
         except InvalidIdError as exc:
             raise ResourceNotFoundError(str(exc)) from None
-        except FalError as exc:  # a configuration error found at start-up
+        except (FalError, LedgerError) as exc:  # a configuration error found at start-up, or a broken ledger
             raise ResourceError(str(exc)) from None
         if row is None:
             raise ResourceNotFoundError(f"No job with request id {request_id} is recorded here (see fal://jobs).")

@@ -21,10 +21,10 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetad
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from server.app import Runtime
 from server.errors import FalError, redact
 from server.fal.ids import InvalidIdError
-from server.jobs.ledger.base import MAX_LIST_LIMIT
+from server.jobs.ledger.base import MAX_LIST_LIMIT, LedgerError
+from server.runtime import Runtime
 from server.settings import Settings
 from tools.mcp_apps import VIEW_META
 
@@ -335,7 +335,8 @@ async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awa
         runtime.check_config()
         outcome = work()
         answer = await outcome if inspect.isawaitable(outcome) else outcome
-    except (FalError, InvalidIdError) as exc:  # InputInvalidError is a FalError too
+    # InputInvalidError is a FalError too; a LedgerError says what is wrong with the ledger and what to do
+    except (FalError, InvalidIdError, LedgerError) as exc:
         text = str(exc)
         for secret in secrets:
             text = redact(text, secret)

@@ -16,7 +16,7 @@ from server.files.downloads import download_media
 from tools.answers import SavedDownload
 
 if TYPE_CHECKING:
-    from server.app import Runtime
+    from server.runtime import Runtime
 
 APP_FOLDER = "fal-queue-mcp"
 

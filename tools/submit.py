@@ -15,10 +15,10 @@ from server.errors import InvalidRequestError
 from server.fal.ids import normalize_endpoint_id
 from tools.answers import SubmitAnswer
 from tools.catalog.validation import InputInvalidError, review_input
-from tools.uploads import publish_local_files, read_local_files
+from tools.uploads import ledger_body, publish_local_files, read_local_files
 
 if TYPE_CHECKING:
-    from server.app import Runtime
+    from server.runtime import Runtime
 
 
 async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswer:
@@ -31,7 +31,7 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
     if checked.problems or file_problems:  # every problem at once: one round trip to fix them all
         raise InputInvalidError(endpoint_id, checked.problems + file_problems)
     body, file_notes = await publish_local_files(rt, checked.entry, checked.body, files)
-    async with rt.jobs.submit_record(endpoint_id, body) as row:
+    async with rt.jobs.submit_record(endpoint_id, body, stored=await ledger_body(body, files)) as row:
         receipt = await rt.upstream.submit(endpoint_id, body)
         await row.submitted(receipt)
     rt.jobs.memory.remember(receipt.request_id, endpoint_id, submitted_at=time.time())

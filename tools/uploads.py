@@ -7,6 +7,7 @@ bytes reach the model. The fields that may name a local file are the catalog's (
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +26,7 @@ from tools.answers import UploadAnswer
 from tools.catalog.base import FileInput, file_inputs
 
 if TYPE_CHECKING:
-    from server.app import Runtime
+    from server.runtime import Runtime
     from tools.catalog import CatalogEntry
 
 AS_DATA_URI = FileInput()  # how a file field without a mark (`image_url`) takes an inlined file
@@ -113,6 +114,41 @@ async def publish_local_files(
         media = local.media
         notes.append(f"{local.label}: local file {media.path.name} ({media.mime}, {media.size} bytes) {how}.")
     return (converted, notes) if notes else (body, [])
+
+
+async def ledger_body(sent: dict[str, Any], files: list[LocalFile]) -> dict[str, Any]:
+    """`sent` as the ledger keeps it: each local file that went inline (a data URI, raw base64) named by its path,
+    size and sha256 instead of its megabytes, so a job's row stays small; an uploaded file keeps its URL."""
+    inline = [local for local in files if not _is_url(_value_at(sent, local))]
+    if not inline:
+        return sent
+    kept = {name: list(value) if isinstance(value, list) else value for name, value in sent.items()}
+    for local in inline:
+        reference = await anyio.to_thread.run_sync(local_file_reference, local.media)  # hashing MBs: off the loop
+        if local.index is None:
+            kept[local.field] = reference
+        else:
+            kept[local.field][local.index] = reference
+    return kept
+
+
+def local_file_reference(media: LocalMedia) -> dict[str, Any]:
+    """What the ledger keeps in place of a local file sent inline."""
+    return {
+        "local_file": str(media.path),
+        "content_type": media.mime,
+        "size": media.size,
+        "sha256": hashlib.sha256(media.data).hexdigest(),
+    }
+
+
+def _value_at(body: dict[str, Any], local: LocalFile) -> Any:
+    value = body.get(local.field)
+    return value[local.index] if local.index is not None and isinstance(value, list) else value
+
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and value[:8].lower().startswith(("http://", "https://"))
 
 
 def _drop_data_prefixes(entry: CatalogEntry | None, body: dict[str, Any]) -> list[str]:

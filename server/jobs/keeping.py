@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_DATA_URI = re.compile(r"^data:([\w.+/-]*)(;base64)?,", re.IGNORECASE)
+# A data URI's head: its media type, then any parameters (";base64", ";name=cat.png", ";charset=utf-8").
+_DATA_URI = re.compile(r"^data:([\w.+/-]*)((?:;[^,;]*)*),", re.IGNORECASE)
+# A file inlined as bare base64 (the field wants no data: prefix, as Kling's): long, one word, base64's alphabet.
+_RAW_BASE64 = re.compile(r"[A-Za-z0-9+/_-]{1024,}={0,2}")
 # Ledger states that are final: status and result are answered from the ledger, with no upstream request.
 FINISHED = frozenset({"completed", "failed", "cancelled"})
 
@@ -82,6 +85,10 @@ class Jobs:
     async def get(self, request_id: str) -> JobRow | None:
         return await self.db(self.ledger.get, request_id)
 
+    async def recent_request_ids(self, limit: int) -> list[str]:
+        """The request ids of the `limit` jobs submitted last, newest first; no row is read whole."""
+        return await self.db(self.ledger.recent_request_ids, limit=limit)
+
     async def list(
         self, *, state: str | None, endpoint_id: str | None, since: float | None, limit: int
     ) -> list[JobRow]:
@@ -90,13 +97,17 @@ class Jobs:
     # ---- writing ---------------------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def submit_record(self, endpoint_id: str, body: dict[str, Any]) -> AsyncIterator[RowHandle]:
-        """Write the job's row before the submit is sent, and settle it whatever happens to the submit.
+    async def submit_record(
+        self, endpoint_id: str, body: dict[str, Any], *, stored: dict[str, Any] | None = None
+    ) -> AsyncIterator[RowHandle]:
+        """Write the job's row before the submit is sent, and settle it whatever happens to the submit. `stored` is
+        the body as the ledger should keep it (local files sent inline named by reference), when it differs.
 
         Outcome unknown (a timeout, a dropped answer, or this call being cancelled mid-way) stays recorded as
         'unknown' with what was sent and when; a definite refusal is 'rejected'. Nothing is ever re-sent.
         """
-        handle = RowHandle(self, await self.db(self.ledger.begin_submit, endpoint_id, self.stored_input(body)))
+        kept = self.stored_input(body if stored is None else stored)
+        handle = RowHandle(self, await self.db(self.ledger.begin_submit, endpoint_id, kept))
         try:
             yield handle
         except SubmitOutcomeUnknownError as exc:
@@ -120,7 +131,8 @@ class Jobs:
             await self.db(mark, row_id, reason)
 
     def stored_input(self, body: dict[str, Any]) -> dict[str, Any]:
-        """What the ledger keeps of an input: data URIs shortened to a placeholder, any key text removed."""
+        """What the ledger keeps of an input: data URIs and bare base64 shortened to a placeholder, any key text
+        removed."""
         text = json.dumps(_shorten_data_uris(body), ensure_ascii=False)
         for secret in self._secrets:
             text = redact(text, secret)
@@ -181,7 +193,10 @@ def _shorten_data_uris(value: Any) -> Any:
     if isinstance(value, str):
         match = _DATA_URI.match(value)
         if match:
-            return f"data:{match.group(1)}{match.group(2) or ''},… ({len(value)} characters, not kept)"
+            encoding = ";base64" if ";base64" in match.group(2).lower() else ""
+            return f"data:{match.group(1)}{encoding},… ({len(value)} characters, not kept)"
+        if _RAW_BASE64.fullmatch(value):
+            return f"… ({len(value)} characters of base64, not kept)"
         return value
     if isinstance(value, list):
         return [_shorten_data_uris(item) for item in value]

@@ -18,30 +18,16 @@ import json
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from server.errors import redact, scrub_secrets
 
 STATES = frozenset({"submitting", "submitted", "unknown", "rejected", "completed", "failed", "cancelled"})
 MAX_LIST_LIMIT = 200  # jobs one listing returns at most (list_fal_jobs)
-# Both backends number their migrations alike: schema 1 is the jobs table, schema 2 adds the lease columns.
-SCHEMA_VERSION = 2
-COLUMNS = (
-    "id",
-    "request_id",
-    "endpoint_id",
-    "state",
-    "input",
-    "submitted_at",
-    "updated_at",
-    "queue_position",
-    "error",
-    "result",
-    "result_at",
-    "media_urls",
-    "downloads",
-)
+# Both backends share one list of migrations (sql.MIGRATIONS): schema 1 is the jobs table, 2 adds the lease columns,
+# 3 the indexes that keep listing fast at a million jobs.
+SCHEMA_VERSION = 3
 JSON_COLUMNS = ("input", "result", "media_urls", "downloads")
 
 LeaseKind = Literal["watch", "wait"]
@@ -56,6 +42,8 @@ class LedgerError(Exception):
 
 @dataclass(frozen=True)
 class JobRow:
+    """One job's row; its fields are the columns read (`COLUMNS`), in order."""
+
     id: int
     request_id: str | None
     endpoint_id: str
@@ -69,6 +57,9 @@ class JobRow:
     result_at: float | None
     media_urls: list[str]
     downloads: list[dict[str, Any]]
+
+
+COLUMNS = tuple(column.name for column in fields(JobRow))
 
 
 @dataclass(frozen=True)
@@ -149,6 +140,10 @@ class JobLedger(ABC):
         """Jobs newest first; `since` keeps those submitted at or after that epoch time."""
 
     @abstractmethod
+    def recent_request_ids(self, *, limit: int) -> list[str]:
+        """The request ids of the `limit` jobs submitted last, newest first (ids only: no row is read whole)."""
+
+    @abstractmethod
     def unfinished(self, *, limit: int = 100) -> list[JobRow]:
         """Jobs submitted but not yet completed, failed or cancelled, oldest first."""
 
@@ -205,9 +200,12 @@ class JobLedger(ABC):
     # ---- what writers store: the secrets cut out ---------------------------------------------------------------
 
     def _text(self, text: str) -> str:
+        """A free text (an error, a reason) as stored: secrets cut out, and NUL characters, which PostgreSQL's TEXT
+        refuses (an upstream error holding one would leave its job unsettled), replaced by U+FFFD on both backends.
+        JSON columns need no such care: json.dumps writes a NUL as \\u0000."""
         for secret in self._secrets:
             text = redact(text, secret)
-        return text
+        return text.replace("\x00", "\ufffd")
 
     def _json(self, value: object) -> str:
         return dumps(scrub_secrets(value, self._secrets) if self._secrets else value)

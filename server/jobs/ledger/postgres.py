@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,32 +29,20 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from server.jobs.ledger.base import (
-    COLUMNS,
-    JobLedger,
-    JobRow,
-    Lease,
-    LedgerError,
-    WaitClaim,
-    check_limit,
-    check_state,
-    job_row,
-    new_instance_id,
-)
-from server.jobs.ledger.postgres_schema import TABLE, migrate
+from server.jobs.ledger.base import COLUMNS, JobRow, LedgerError, check_limit, new_instance_id
+from server.jobs.ledger.postgres_schema import DIALECT, migrate
+from server.jobs.ledger.sql import Session, SqlLedger
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "fal_mcp_jobs"
-SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
-NOW = "extract(epoch FROM clock_timestamp())::double precision"  # the database's clock, epoch seconds
-UNFINISHED = "state = 'submitted' AND request_id IS NOT NULL"
-END_LEASE = "watch_owner = NULL, watch_until = NULL, watch_kind = NULL"
 POOL_WAIT_SECONDS = 30.0  # longest a call waits for a free connection before failing
 RELAY_RETRY_SECONDS = (1.0, 30.0)  # first and longest pause before listening again after a lost connection
 
 
-class PostgresLedger(JobLedger):
+class PostgresLedger(SqlLedger):
+    dialect = DIALECT
+
     def __init__(
         self,
         url: str,
@@ -95,167 +83,18 @@ class PostgresLedger(JobLedger):
     def location(self) -> str:
         return self._location
 
-    # ---- submitting ------------------------------------------------------------------------------------------
-
-    def begin_submit(self, endpoint_id: str, input: dict[str, Any]) -> int:
-        now = self._clock()
-        with self._transaction() as conn:
-            row = conn.execute(
-                f"INSERT INTO {TABLE} (endpoint_id, state, input, submitted_at, updated_at)"
-                " VALUES (%s, 'submitting', %s, %s, %s) RETURNING id",
-                (endpoint_id, self._json(input), now, now),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def mark_submitted(self, row_id: int, request_id: str, queue_position: int | None) -> bool:
-        return self._change(
-            f"UPDATE {TABLE} SET state = 'submitted', request_id = %s, queue_position = %s, updated_at = %s"
-            " WHERE id = %s AND state IN ('submitting', 'unknown')",
-            (request_id, queue_position, self._clock(), row_id),
-            request_id,
-        )
-
-    def mark_unknown(self, row_id: int, reason: str) -> bool:
-        return self._change(
-            f"UPDATE {TABLE} SET state = 'unknown', error = %s, updated_at = %s WHERE id = %s AND state = 'submitting'",
-            (self._text(reason), self._clock(), row_id),
-        )
-
-    def mark_rejected(self, row_id: int, reason: str) -> bool:
-        return self._change(
-            f"UPDATE {TABLE} SET state = 'rejected', error = %s, updated_at = %s"
-            " WHERE id = %s AND state = 'submitting'",
-            (self._text(reason), self._clock(), row_id),
-        )
-
-    def settle_stale_submits(self, older_than: float) -> int:
-        with self._transaction() as conn:
-            return conn.execute(
-                f"UPDATE {TABLE} SET state = 'unknown', updated_at = %s,"
-                " error = 'the server stopped before the submit was answered; the job may exist'"
-                " WHERE state = 'submitting' AND submitted_at < %s",
-                (self._clock(), older_than),
-            ).rowcount
-
-    # ---- after the submit ------------------------------------------------------------------------------------
-
-    def store_result(self, request_id: str, result: dict[str, Any], media_urls: list[str]) -> bool:
-        now = self._clock()
-        return self._change(
-            f"UPDATE {TABLE} SET state = 'completed', result = %s, media_urls = %s, result_at = %s, updated_at = %s,"
-            f" error = NULL, {END_LEASE} WHERE request_id = %s AND result IS NULL",
-            (self._json(result), self._json(media_urls), now, now, request_id),
-            request_id,
-        )
-
-    def mark_failed(self, request_id: str, error: str, *, cancelled: bool = False) -> bool:
-        return self._change(
-            f"UPDATE {TABLE} SET state = %s, error = %s, updated_at = %s, {END_LEASE}"
-            " WHERE request_id = %s AND result IS NULL",
-            ("cancelled" if cancelled else "failed", self._text(error), self._clock(), request_id),
-            request_id,
-        )
-
-    def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> bool:
-        with self._transaction() as conn:
-            # FOR UPDATE: two instances recording downloads of one job at once must not lose one of them
-            row = conn.execute(
-                f"SELECT downloads FROM {TABLE} WHERE request_id = %s FOR UPDATE", (request_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            conn.execute(
-                f"UPDATE {TABLE} SET downloads = %s, updated_at = %s WHERE request_id = %s",
-                (self._download_entries(row[0], url, path, sha256, size), self._clock(), request_id),
-            )
-            self._notify(conn, request_id)
-        return True
-
-    # ---- reading ---------------------------------------------------------------------------------------------
-
-    def get(self, request_id: str) -> JobRow | None:
-        rows = self._select(f"{SELECT} WHERE request_id = %s", (request_id,))
-        return rows[0] if rows else None
-
-    def get_row(self, row_id: int) -> JobRow | None:
-        rows = self._select(f"{SELECT} WHERE id = %s", (row_id,))
-        return rows[0] if rows else None
-
-    def list_jobs(
-        self, *, state: str | None = None, endpoint_id: str | None = None, since: float | None = None, limit: int = 20
-    ) -> list[JobRow]:
-        check_state(state)
-        # Filters are added only when given: a parameter compared with NULL has no type PostgreSQL can infer.
-        filters = ["TRUE"]
-        params: dict[str, Any] = {"limit": check_limit(limit)}
-        wanted = (("state", "=", state), ("endpoint_id", "=", endpoint_id), ("submitted_at", ">=", since))
-        for column, operator, value in wanted:
-            if value is not None:
-                filters.append(f"{column} {operator} %({column})s")
-                params[column] = value
-        return self._select(
-            f"{SELECT} WHERE {' AND '.join(filters)} ORDER BY submitted_at DESC, id DESC LIMIT %(limit)s", params
-        )
-
-    def unfinished(self, *, limit: int = 100) -> list[JobRow]:
-        return self._select(f"{SELECT} WHERE {UNFINISHED} ORDER BY submitted_at, id LIMIT %s", (check_limit(limit),))
-
     # ---- leases ----------------------------------------------------------------------------------------------
 
     def claim_watch(self, lease_seconds: float, *, limit: int, submitted_since: float) -> list[JobRow]:
-        with self._transaction(durable=False) as conn, conn.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(
-                f"UPDATE {TABLE} SET watch_owner = %(me)s, watch_kind = 'watch', watch_until = {NOW} + %(lease)s"
-                f" WHERE id IN (SELECT id FROM {TABLE} WHERE {UNFINISHED} AND submitted_at >= %(since)s"
-                f" AND (watch_until IS NULL OR watch_until < {NOW} OR (watch_owner = %(me)s AND watch_kind = 'watch'))"
-                " ORDER BY submitted_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-                f" RETURNING {', '.join(COLUMNS)}",
+        # SKIP LOCKED: instances claiming at once never take the same job and never wait on each other
+        with self._write(durable=False) as cursor:
+            rows = self._execute(
+                cursor,
+                "UPDATE {jobs} SET watch_owner = :me, watch_kind = 'watch', watch_until = {now} + :lease"
+                f" WHERE id IN ({self.CLAIMABLE} FOR UPDATE SKIP LOCKED) RETURNING {', '.join(COLUMNS)}",
                 {"me": self.instance, "lease": lease_seconds, "since": submitted_since, "limit": check_limit(limit)},
-            )
-            rows = [job_row(row) for row in cursor.fetchall()]
-        return sorted(rows, key=lambda row: (row.submitted_at, row.id))
-
-    def claim_wait(self, request_id: str, lease_seconds: float) -> WaitClaim:
-        with self._transaction(durable=False) as conn:
-            taken = conn.execute(
-                f"UPDATE {TABLE} SET watch_owner = %(me)s, watch_kind = 'wait', watch_until = {NOW} + %(lease)s"
-                f" WHERE request_id = %(id)s AND {UNFINISHED} AND (watch_until IS NULL OR watch_until < {NOW}"
-                " OR watch_kind = 'watch' OR watch_owner = %(me)s)",
-                {"me": self.instance, "lease": lease_seconds, "id": request_id},
-            ).rowcount
-            if taken:
-                return "taken"
-            busy = conn.execute(f"SELECT 1 FROM {TABLE} WHERE request_id = %s AND {UNFINISHED}", (request_id,))
-            return "busy" if busy.fetchone() else "untracked"
-
-    def renew_wait(self, request_id: str, lease_seconds: float) -> bool:
-        return self._change(
-            f"UPDATE {TABLE} SET watch_until = {NOW} + %s WHERE request_id = %s AND {UNFINISHED}"
-            " AND watch_owner = %s AND watch_kind = 'wait'",
-            (lease_seconds, request_id, self.instance),
-            durable=False,
-        )
-
-    def release(self, request_id: str) -> bool:
-        return self._change(
-            f"UPDATE {TABLE} SET {END_LEASE} WHERE request_id = %s AND watch_owner = %s",
-            (request_id, self.instance),
-            durable=False,
-        )
-
-    def release_all(self) -> int:
-        with self._transaction(durable=False) as conn:
-            return conn.execute(f"UPDATE {TABLE} SET {END_LEASE} WHERE watch_owner = %s", (self.instance,)).rowcount
-
-    def lease(self, request_id: str) -> Lease | None:
-        with self._transaction() as conn:
-            row = conn.execute(
-                f"SELECT watch_owner, watch_kind, watch_until - {NOW} FROM {TABLE}"
-                " WHERE request_id = %s AND watch_owner IS NOT NULL",
-                (request_id,),
-            ).fetchone()
-        return None if row is None else Lease(row[0], row[1], float(row[2]))
+            ).fetchall()
+        return self._oldest_first(rows)
 
     # ---- other instances' changes ----------------------------------------------------------------------------
 
@@ -291,9 +130,6 @@ class PostgresLedger(JobLedger):
         request_id = change.get("id")
         return request_id if isinstance(request_id, str) else None
 
-    def _notify(self, conn: psycopg.Connection[Any], request_id: str) -> None:
-        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps({"id": request_id, "by": self.instance})))
-
     # ---- lifetime --------------------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -307,7 +143,7 @@ class PostgresLedger(JobLedger):
     # ---- plumbing --------------------------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self, *, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
+    def _write(self, *, durable: bool = True) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         """One transaction on a pooled connection: committed when the block ends, rolled back if it raises.
         `durable=False` (leases: lost in a crash, they only expire sooner) commits without waiting for the WAL
         flush."""
@@ -315,10 +151,10 @@ class PostgresLedger(JobLedger):
         if pool is None:
             raise LedgerError(f"the job ledger {self._location} is closed")
         try:
-            with pool.connection() as conn:
+            with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
                 if not durable:
-                    conn.execute("SET LOCAL synchronous_commit = off")
-                yield conn
+                    cursor.execute("SET LOCAL synchronous_commit = off")
+                yield cursor
         except PoolTimeout:
             raise LedgerError(
                 f"the job ledger {self._location} had no free connection for {POOL_WAIT_SECONDS:.0f} s (the database "
@@ -327,19 +163,17 @@ class PostgresLedger(JobLedger):
         except psycopg.Error as exc:
             raise LedgerError(f"the job ledger {self._location} failed: {self._redact(exc)}.") from None
 
-    def _change(
-        self, sql: str, params: tuple[Any, ...], request_id: str | None = None, *, durable: bool = True
-    ) -> bool:
-        with self._transaction(durable=durable) as conn:
-            changed = conn.execute(sql, params).rowcount > 0
-            if changed and request_id is not None:
-                self._notify(conn, request_id)
-        return changed
+    def _read(self) -> AbstractContextManager[psycopg.Cursor[dict[str, Any]]]:
+        return self._write()
 
-    def _select(self, sql: str, params: tuple[Any, ...] | dict[str, Any]) -> list[JobRow]:
-        with self._transaction() as conn, conn.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(sql, params)
-            return [job_row(row) for row in cursor.fetchall()]
+    def _changed(self, session: Session, request_id: str) -> None:
+        """NOTIFY inside the changing transaction: delivered to the listeners only once it commits."""
+        session.execute(
+            "SELECT pg_notify(%(channel)s, %(change)s)", {"channel": CHANNEL, "change": self._change_of(request_id)}
+        )
+
+    def _change_of(self, request_id: str) -> str:
+        return json.dumps({"id": request_id, "by": self.instance})
 
     def _redact(self, exc: BaseException) -> str:
         text = str(exc).strip().replace("\n", " ")

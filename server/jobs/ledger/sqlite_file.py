@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from server.jobs.ledger.base import SCHEMA_VERSION, LedgerError
@@ -17,43 +18,10 @@ log = logging.getLogger(__name__)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-# MIGRATIONS[n] takes a file from schema n to n + 1 (the version lives in PRAGMA user_version). To change the
-# schema, append a step; never edit a released one. Statements run one by one inside one transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE jobs (
-            id             INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: an id is never reused
-            request_id     TEXT,                               -- NULL until the upstream answers
-            endpoint_id    TEXT NOT NULL,
-            state          TEXT NOT NULL,
-            input          TEXT NOT NULL,                      -- JSON object
-            submitted_at   REAL NOT NULL,
-            updated_at     REAL NOT NULL,
-            queue_position INTEGER,
-            error          TEXT,
-            result         TEXT,                               -- JSON object
-            result_at      REAL,
-            media_urls     TEXT NOT NULL DEFAULT '[]',         -- JSON list of URLs
-            downloads      TEXT NOT NULL DEFAULT '[]'          -- JSON list of {url, path, sha256, size}
-        )""",
-        "CREATE UNIQUE INDEX jobs_request_id ON jobs (request_id) WHERE request_id IS NOT NULL",
-        "CREATE INDEX jobs_submitted_at ON jobs (submitted_at)",
-        "CREATE INDEX jobs_state ON jobs (state, submitted_at)",
-    ),
-    (
-        # The lease: which instance follows the job, until when (epoch seconds), and whether for a wait.
-        "ALTER TABLE jobs ADD COLUMN watch_owner TEXT",
-        "ALTER TABLE jobs ADD COLUMN watch_until REAL",
-        "ALTER TABLE jobs ADD COLUMN watch_kind TEXT",
-        # Other processes' changes are found by their update time.
-        "CREATE INDEX jobs_updated_at ON jobs (updated_at)",
-    ),
-)
-assert len(MIGRATIONS) == SCHEMA_VERSION
 
-
-def open_file(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A connection to the ledger file at `path`, created if missing, checked and migrated."""
+def open_file(path: Path, busy_timeout: float, migrations: Sequence[Sequence[str]]) -> sqlite3.Connection:
+    """A connection to the ledger file at `path`, created if missing, checked and migrated: `migrations[n]` takes
+    the file from schema n to n + 1 (the version lives in PRAGMA user_version)."""
     _create_private(path)
     _check_header(path)  # before SQLite opens it: a foreign file is never touched
     try:
@@ -69,7 +37,7 @@ def open_file(path: Path, busy_timeout: float) -> sqlite3.Connection:
         # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and each write here is
         # a request id or a result that fal deletes within the hour. A few fsyncs per paid job cost nothing.
         conn.execute("PRAGMA synchronous = FULL")
-        _migrate(conn, path)
+        _migrate(conn, path, migrations)
     except sqlite3.Error as exc:
         conn.close()
         raise error(path, exc) from None
@@ -139,13 +107,13 @@ def _use_wal(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
         log.warning("%s: WAL mode unavailable on this filesystem; processes sharing it will wait more", path)
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+def _migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Sequence[str]]) -> None:
     if _check_schema(conn, path) == SCHEMA_VERSION:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = _check_schema(conn, path)  # again, under the lock: another process may have migrated meanwhile
-        for steps in MIGRATIONS[version:]:
+        for steps in migrations[version:]:
             for statement in steps:
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
