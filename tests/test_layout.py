@@ -18,7 +18,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ("server/fal", "server/jobs", "server/files")
-MAY_IMPORT_MCP = {"server/app.py", "server/cli.py", "server/demo.py", "server/http_transport.py", "server/http_sessions.py"}
+MAY_IMPORT_MCP = {
+    "server/app.py",
+    "server/cli.py",
+    "server/demo.py",
+    "server/http_transport.py",
+    "server/http_sessions.py",
+}
 MAY_IMPORT_TOOLS = {"server/app.py", "server/cli.py"}
 # Who may import the composition root: the command line, which starts it.
 MAY_IMPORT_ROOT = {"server/cli.py"}
