@@ -20,6 +20,7 @@ paid), and becomes the job's task once the submit is done.
 from __future__ import annotations
 
 import contextvars
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -43,6 +44,7 @@ TASK_CANCELLED_REASON = (
     "The job was cancelled through its MCP task (tasks/cancel); the upstream was asked to stop it. Submit it again "
     "if you still need it."
 )
+_INPUT_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,48}")
 BACKOFF_FACTOR = 1.5  # as the watcher's (server.jobs.watcher): each check of a job waits this much longer
 
 
@@ -68,7 +70,9 @@ def parse_task_id(task_id: object) -> tuple[Literal["job", "input"], str]:
             return "job", validate_request_id(task_id[len(JOB_TASK_PREFIX) :])
         except ValueError:
             pass
-    if isinstance(task_id, str) and task_id.startswith(INPUT_TASK_PREFIX) and 0 < len(task_id) <= 64:
+    if isinstance(task_id, str) and _INPUT_TOKEN.fullmatch(task_id[len(INPUT_TASK_PREFIX) :]) and (
+        task_id.startswith(INPUT_TASK_PREFIX)
+    ):
         return "input", task_id
     shown = task_id[:80] if isinstance(task_id, str) else type(task_id).__name__
     raise TaskIdError(
