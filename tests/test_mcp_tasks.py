@@ -175,10 +175,11 @@ def test_a_client_that_does_not_declare_the_extension_gets_the_plain_answer(raw:
     plain = submit(raw, declare=False)
     assert plain.get("resultType") != "task" and "taskId" not in plain
     assert plain["structuredContent"]["request_id"] and plain["structuredContent"]["status"] == "IN_QUEUE"
-    # The methods are served to a client that did not declare it (the task ids are bearer handles) ...
+    # Nor are the task methods served to it, nor a task stream: -32021, the extension named (SEP-2575).
     task_id = f"job.{plain['structuredContent']['request_id']}"
-    assert raw.request("tasks/get", {"taskId": task_id}, declare=False)["result"]["taskId"] == task_id
-    # ... but a task stream is only for those who declare the extension.
+    for method in ("tasks/get", "tasks/cancel"):
+        refused = raw.request(method, {"taskId": task_id}, declare=False)
+        assert refused["error"]["code"] == MISSING_CAPABILITY, refused
     answer = raw.request("subscriptions/listen", {"notifications": {"taskIds": [task_id]}}, declare=False)
     assert answer["error"]["code"] == MISSING_CAPABILITY
     assert answer["error"]["data"]["requiredCapabilities"]["extensions"] == {TASKS: {}}

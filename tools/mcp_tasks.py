@@ -207,6 +207,7 @@ class TasksExtension(Extension):
     # ---- tasks/get, tasks/update, tasks/cancel -----------------------------------------------------------------
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+        require_client_extension(ctx, TASKS_EXTENSION)  # -32021 for a request not declaring it (SEP-2575)
         return {"resultType": "complete", **await self.detailed(_runtime(ctx), _parse(params.task_id))}
 
     async def detailed(self, rt: Runtime, parsed: tuple[str, str]) -> dict[str, Any]:
@@ -233,6 +234,7 @@ class TasksExtension(Extension):
         return wire
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: TaskUpdateParams) -> dict[str, Any]:
+        require_client_extension(ctx, TASKS_EXTENSION)
         kind, key = _parse(params.task_id)
         if kind == "input":
             answer_inputs(self._input_task(key), params.input_responses)
@@ -241,6 +243,7 @@ class TasksExtension(Extension):
         return {"resultType": "complete"}
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+        require_client_extension(ctx, TASKS_EXTENSION)
         rt = _runtime(ctx)
         kind, key = _parse(params.task_id)
         if kind == "input":

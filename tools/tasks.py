@@ -70,8 +70,10 @@ def parse_task_id(task_id: object) -> tuple[Literal["job", "input"], str]:
             return "job", validate_request_id(task_id[len(JOB_TASK_PREFIX) :])
         except ValueError:
             pass
-    if isinstance(task_id, str) and _INPUT_TOKEN.fullmatch(task_id[len(INPUT_TASK_PREFIX) :]) and (
-        task_id.startswith(INPUT_TASK_PREFIX)
+    if (
+        isinstance(task_id, str)
+        and _INPUT_TOKEN.fullmatch(task_id[len(INPUT_TASK_PREFIX) :])
+        and (task_id.startswith(INPUT_TASK_PREFIX))
     ):
         return "input", task_id
     shown = task_id[:80] if isinstance(task_id, str) else type(task_id).__name__
