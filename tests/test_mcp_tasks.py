@@ -235,7 +235,7 @@ def test_a_listen_stream_carries_the_task_until_it_completes(sandbox: Sandbox) -
         raw.close()
     assert acks and acks[0]["params"]["notifications"]["taskIds"] == [task_id]
     assert notes[0]["params"]["status"] == "working"  # where it stood when the stream opened
-    assert all(n["params"]["taskId"] == task_id for n in notes)
+    assert all(n["params"]["taskId"] == task_id and "ttlMs" in n["params"] for n in notes)
     assert all(n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "listen-1" for n in notes)
     completed = next(n["params"] for n in notes if n["params"]["status"] == "completed")
     assert completed["result"] == final["result"]  # as tasks/get answers it

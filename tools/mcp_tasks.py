@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 TASKS_PROTOCOL = "2026-07-28"  # the extension is not defined at 2025-11-25 (SEP-2663)
 TASK_TOOLS = frozenset({"submit_fal_job"})  # the calls that start long work
+INPUT_POLL_INTERVAL_MS = 1000  # a task waiting on the client's own answer: nothing upstream to spare, poll briskly
 
 
 ListenCall = Callable[
@@ -315,7 +316,7 @@ class TasksExtension(Extension):
             if detailed:
                 wire["inputRequests"] = dict(task.requests)
         if status in ("working", "input_required"):
-            wire["pollIntervalMs"] = 1000  # an answer is being waited for: the client's, so poll briskly
+            wire["pollIntervalMs"] = INPUT_POLL_INTERVAL_MS
         if status == "completed" and detailed and isinstance(task.final, CallToolResult):
             wire["result"] = _dump(task.final)
         return wire
