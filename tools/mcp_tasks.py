@@ -62,8 +62,8 @@ from tools.tasks import (
 )
 
 if TYPE_CHECKING:
-    from server.app import Runtime
     from server.jobs.ledger import JobRow
+    from server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
