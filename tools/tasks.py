@@ -27,12 +27,15 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from server.fal.ids import validate_request_id
-from server.jobs.ledger import JobRow
+
+if TYPE_CHECKING:
+    from server.jobs.ledger import JobRow
+
 
 TaskStatus = Literal["working", "input_required", "completed", "failed", "cancelled"]
 
