@@ -96,13 +96,11 @@ class JobUpdates:
 
     # ---- 2026-07-28: subscriptions/listen ----------------------------------------------------------------------
 
-    def bound_listen_streams(self, server: MCPServer[Any]) -> None:
-        """Serve `subscriptions/listen` with the SDK's handler, after checking what the stream would follow."""
-        _add_request_handler(server, "subscriptions/listen", SubscriptionsListenRequestParams, self.listen_bounded)
-
     async def listen_bounded(
         self, ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
+        """`subscriptions/listen` by the SDK's handler, after checking what the stream would follow (served through
+        tools.mcp_tasks, which adds the streams that follow tasks)."""
         self.check_listen(params)
         return await self._listen(ctx, params)
 
