@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "scale_out": ("bench.scale_out", 200, 260),
     "viewer_polling": ("bench.viewer_polling", 30, 30),
     "ledger_scale": ("bench.ledger_scale", 300, 900),
+    "tasks": ("bench.tasks", 60, 120),
 }
 
 

@@ -44,11 +44,18 @@ def create_server(
     the system resolver for media downloads (tests map a name to 127.0.0.1 with it). `legacy_subscriptions`:
     serve 2025-11-25 `resources/subscribe`; only where the transport can push (not on stateless HTTP).
     2026-07-28 `subscriptions/listen` is served everywhere."""
-    from tools import mcp_apps, mcp_completion, mcp_prompts, mcp_resources, mcp_tools, mcp_updates
+    from tools import mcp_apps, mcp_completion, mcp_prompts, mcp_resources, mcp_tasks, mcp_tools, mcp_updates
 
     running: list[Runtime] = []
     updates = mcp_updates.JobUpdates(
         max_subscriptions=settings.max_subscriptions, max_subscription_bytes=settings.max_subscription_bytes
+    )
+    tasks = mcp_tasks.TasksExtension(
+        updates.bus,
+        plain_listen=updates.listen_bounded,
+        check_listen=updates.check_listen,
+        max_input_tasks=settings.max_input_tasks,
+        max_listen_task_ids=settings.max_subscriptions,
     )
 
     @asynccontextmanager
@@ -66,6 +73,7 @@ def create_server(
             if settings.watch_jobs and config_error is None:
                 background.start_soon(_watch, runtime)
             background.start_soon(updates.run, runtime.jobs)
+            background.start_soon(tasks.run)
             running.append(runtime)
             try:
                 yield runtime
@@ -86,13 +94,13 @@ def create_server(
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=mcp_tools.build_tools(settings.max_wait_seconds),
-        extensions=[mcp_apps.build_apps(settings)],
+        extensions=[mcp_apps.build_apps(settings), tasks],
         subscriptions=updates.bus,
     )
     mcp_resources.register_resources(server, current)
     mcp_prompts.register_prompts(server, settings)
     mcp_completion.register_completion(server, settings, current)
-    updates.bound_listen_streams(server)
+    mcp_tasks.serve_listen(server, tasks)  # bounded as updates.listen_bounded; with taskIds, tasks too
     if legacy_subscriptions:
         updates.serve_legacy_subscriptions(server)
     return server

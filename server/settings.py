@@ -80,6 +80,8 @@ ENV_NAMES: dict[str, str] = {
     "database_url": "FAL_MCP_DATABASE_URL",
     "database_pool_size": "FAL_MCP_DATABASE_POOL_SIZE",
     "watch_lease": "FAL_MCP_WATCH_LEASE",
+    "task_input_seconds": "FAL_MCP_TASK_INPUT_SECONDS",
+    "max_input_tasks": "FAL_MCP_MAX_INPUT_TASKS",
 }
 
 
@@ -196,6 +198,8 @@ class Settings(BaseModel):
     database_url: SecretStr | None = Field(None, description="PostgreSQL ledger URL (a secret); default: SQLite")
     database_pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections one instance holds")
     watch_lease: float = Field(30.0, ge=2, le=3600, description="seconds a follower's lease on a job lasts unrenewed")
+    task_input_seconds: float = Field(600.0, gt=0, le=86400, description="how long an MCP task waits for an answer")
+    max_input_tasks: int = Field(1000, ge=1, le=100_000, description="MCP tasks waiting for answers kept in memory")
 
     @field_validator("database_url")
     @classmethod

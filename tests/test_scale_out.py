@@ -189,3 +189,39 @@ def test_instances_are_told_apart_by_a_random_name_only() -> None:
     seen = SeenRequest("GET", "/x", "", "h", None, b"", user_agent="fal-queue-mcp/0.1 instance/0a1b2c3d")
     assert seen.instance == "0a1b2c3d"
     assert SeenRequest("GET", "/x", "", "h", None, b"").instance is None
+
+
+# ---- MCP tasks across instances --------------------------------------------------------------------------------
+
+
+async def test_a_task_created_through_one_instance_is_read_to_completion_through_another(
+    sandbox: Sandbox, pg: Backend
+) -> None:
+    """Stateless HTTP on PostgreSQL: the task lives in the ledger, not in the instance that made it. The creating
+    instance is killed with SIGKILL straight after; the other keeps the job's result and answers the task."""
+    from tests.raw_mcp import RawHttp
+
+    sandbox.config.run_seconds = 3.0
+    env = instance_env(sandbox, pg, FAL_MCP_HTTP_STATELESS="true", FAL_MCP_WATCH_LEASE="3", **FAST_WATCH)
+    with http_instances(2, env) as (a, b):
+        on_a, on_b = RawHttp(a.url), RawHttp(b.url)
+        try:
+            arguments = {"model": SEED_MODEL, "input": dict(SEED_INPUT, prompt="a task across instances")}
+            created = on_a.request("tools/call", {"name": "submit_fal_job", "arguments": arguments})["result"]
+            task_id = created["taskId"]
+            first = on_b.request("tasks/get", {"taskId": task_id})["result"]  # created means readable anywhere
+            a.kill()
+            with anyio.fail_after(60):
+                task = first
+                while task["status"] == "working":
+                    await anyio.sleep(task["pollIntervalMs"] / 1000)
+                    task = on_b.request("tasks/get", {"taskId": task_id})["result"]
+        finally:
+            on_a.close()
+            on_b.close()
+    assert created["resultType"] == "task" and first["taskId"] == task_id and first["status"] == "working"
+    assert task["status"] == "completed" and task["result"]["structuredContent"]["done"] is True
+    request_id = task_id.removeprefix("job.")
+    (a_id,) = {r.instance for r in sandbox.seen("POST")}
+    assert readers(sandbox, request_id) - {a_id}, "the surviving instance followed the job"
+    assert len(sandbox.seen("POST")) == 1  # one submit, never re-sent

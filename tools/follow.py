@@ -106,6 +106,22 @@ async def _result(
     return _done(request_id, endpoint_id, output, kept=False)
 
 
+def kept_result(row: JobRow) -> ResultAnswer:
+    """The answer `get_fal_result` gives for a job whose outcome the ledger keeps, with no upstream request (a failed
+    or cancelled job raises `JobFailedError`, as there)."""
+    assert row.request_id is not None and row.state in FINISHED
+    kept = _kept_outcome(row.request_id, row.endpoint_id, row)
+    if kept is None:  # finished with no result (a 'rejected' submit never reaches here): say so, as an error
+        raise JobFailedError(f"The job {row.state}: {row.error or 'no result was kept'}")
+    return kept
+
+
+def latest_log(rt: Runtime, request_id: str) -> str | None:
+    """The latest log line this process has seen for the job, if any."""
+    record = rt.jobs.memory.get(request_id)
+    return record.logs[-1].message if record is not None and record.logs else None
+
+
 def _kept_outcome(request_id: str, endpoint_id: str, row: JobRow | None) -> ResultAnswer | None:
     """The answer for a job whose outcome the ledger keeps (a failure is raised); None while it has none."""
     if row is not None and row.state == "completed" and row.result is not None:

@@ -328,8 +328,11 @@ def _runtime(ctx: Context[Runtime, Any]) -> Runtime:
 
 
 async def _answer(ctx: Context[Runtime, Any], work: Callable[[], BaseModel | Awaitable[BaseModel]]) -> CallToolResult:
+    return await answer_of(_runtime(ctx), work)
+
+
+async def answer_of(runtime: Runtime, work: Callable[[], BaseModel | Awaitable[BaseModel]]) -> CallToolResult:
     """Run one tool's work; an anticipated failure becomes an `isError` result, never a stack trace."""
-    runtime = _runtime(ctx)
     secrets = runtime.settings.secrets()
     try:
         runtime.check_config()

@@ -96,16 +96,18 @@ class JobUpdates:
 
     # ---- 2026-07-28: subscriptions/listen ----------------------------------------------------------------------
 
-    def bound_listen_streams(self, server: MCPServer[Any]) -> None:
-        """Serve `subscriptions/listen` with the SDK's handler, after checking what the stream would follow."""
-        _add_request_handler(server, "subscriptions/listen", SubscriptionsListenRequestParams, self._listen_bounded)
-
-    async def _listen_bounded(
+    async def listen_bounded(
         self, ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
+        """`subscriptions/listen` by the SDK's handler, after checking what the stream would follow (served through
+        tools.mcp_tasks, which adds the streams that follow tasks)."""
+        self.check_listen(params)
+        return await self._listen(ctx, params)
+
+    def check_listen(self, params: SubscriptionsListenRequestParams) -> None:
+        """Refuse a listen stream that would follow too many resource URIs, or too many bytes of them."""
         uris = params.notifications.resource_subscriptions or []
         self._check_bounds("This listen stream", len(uris), sum(map(_size, uris)), "ask for fewer")
-        return await self._listen(ctx, params)
 
     def _check_bounds(self, who: str, count: int, size: int, remedy: str) -> None:
         if count > self._max_subscriptions:
