@@ -293,7 +293,7 @@ async def submit_job(client: Any) -> str:
 
 
 def status_url(sandbox: Sandbox, request_id: str) -> str:
-    from server.fal.ids import app_id
+    from server.upstream.ids import app_id
 
     return f"{sandbox.base_url}/{app_id(SEED_MODEL)}/requests/{request_id}/status"
 

@@ -24,12 +24,12 @@ from server.settings import Settings, is_loopback_host
 if TYPE_CHECKING:
     import httpx
 
-    from server.fal.client import FalQueueClient
-    from server.fal.storage import FalStorageClient
     from server.files.downloads import DownloadLimits
     from server.files.url_safety import Resolver
     from server.jobs.ledger import JobLedger
     from server.jobs.waiting import Waiter
+    from server.upstream.client import FalQueueClient
+    from server.upstream.storage import FalStorageClient
 
 MEDIA_MAX_CONNECTIONS = 4
 
@@ -63,7 +63,7 @@ class Runtime:
     @property
     def upstream(self) -> FalQueueClient:
         if self._upstream is None:
-            from server.fal.client import FalQueueClient, create_http_client
+            from server.upstream.client import FalQueueClient, create_http_client
 
             self._upstream = FalQueueClient(self.settings, create_http_client(self.settings, self.instance_id))
         return self._upstream
@@ -83,7 +83,7 @@ class Runtime:
         fal_key = self.settings.fal_api_key()
         if not fal_key:
             return None
-        from server.fal.storage import FalStorageClient
+        from server.upstream.storage import FalStorageClient
 
         return FalStorageClient(
             self.upstream.http,

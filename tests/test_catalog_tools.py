@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from server.errors import UpstreamValidationError
-from server.fal.client import FalQueueClient, create_http_client
 from server.sandbox import Sandbox
+from server.upstream.client import FalQueueClient, create_http_client
 from tests.helpers import connect, make_settings, text_of
 from tools.catalog import CATALOG
 from tools.catalog.examples import example_input

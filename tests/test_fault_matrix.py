@@ -36,15 +36,15 @@ import httpx
 import pytest
 
 from server.errors import FalError, SubmitOutcomeUnknownError
-from server.fal.client import FalQueueClient, create_http_client
-from server.fal.ids import app_id
-from server.fal.storage import FalStorageClient
 from server.files.local import LocalMedia, read_media
 from server.jobs.waiting import Waiter, WaitLimits
 from server.runtime import Runtime, open_runtime
 from server.sandbox import Fault, Sandbox, SandboxConfig
 from server.sandbox.media import tiny_png
 from server.settings import Settings
+from server.upstream.client import FalQueueClient, create_http_client
+from server.upstream.ids import app_id
+from server.upstream.storage import FalStorageClient
 from tests.fault_matrix import (
     ANSWER_SECONDS,
     CALL_DEADLINE,

@@ -23,14 +23,14 @@ import httpx
 import pytest
 
 from server import logs
-from server.fal.client import FalQueueClient
-from server.fal.responses import MAX_ANSWER_DEPTH, parse_json
-from server.fal.stream import stream_status
 from server.jobs.watcher import Watcher
 from server.runtime import Runtime
 from server.sandbox import Fault, Sandbox
 from server.sandbox.media import tiny_png
 from server.settings import Settings
+from server.upstream.client import FalQueueClient
+from server.upstream.responses import MAX_ANSWER_DEPTH, parse_json
+from server.upstream.stream import stream_status
 from tests.helpers import (
     INITIALIZED,
     SEED_INPUT,

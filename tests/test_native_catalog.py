@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from server.fal.ids import normalize_endpoint_id
 from server.route_family import route_family_of
 from server.sandbox import Sandbox
 from server.sandbox.media import tiny_png
+from server.upstream.ids import normalize_endpoint_id
 from tests.helpers import connect, text_of
 from tests.media_samples import GIF_1X1
 from tools.catalog import CATALOG

@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from server.errors import UpstreamUnavailableError
-from server.fal.client import FalQueueClient, create_http_client
-from server.fal.reports import StatusReport
 from server.jobs import waiting
 from server.jobs.waiting import POLL_BACKOFF_FACTOR, POLL_JITTER, Waiter, WaitLimits
 from server.sandbox import Fault, Sandbox
+from server.upstream.client import FalQueueClient, create_http_client
+from server.upstream.reports import StatusReport
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings
 
 pytestmark = pytest.mark.anyio

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from server.errors import InvalidRequestError, JobFailedError, NotFoundError
-from server.fal.ids import normalize_endpoint_id, validate_request_id
-from server.fal.outputs import find_media
-from server.fal.reports import StatusReport
 from server.jobs.following import follow, following
 from server.jobs.keeping import FINISHED
 from server.jobs.ledger import JobRow
 from server.jobs.waiting import WaitLimits
+from server.upstream.ids import normalize_endpoint_id, validate_request_id
+from server.upstream.outputs import find_media
+from server.upstream.reports import StatusReport
 from tools.answers import CancelAnswer, Outcome, ResultAnswer, StatusAnswer
 from tools.saving import save_media
 

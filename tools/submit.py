@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from server.errors import InvalidRequestError
-from server.fal.ids import normalize_endpoint_id
+from server.upstream.ids import normalize_endpoint_id
 from tools.answers import SubmitAnswer
 from tools.catalog.validation import InputInvalidError, review_input
 from tools.uploads import ledger_body, publish_local_files, read_local_files

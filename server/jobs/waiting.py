@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import anyio
 
 from server.errors import FalError, RateLimitedError, UpstreamUnavailableError
-from server.fal.client import FalQueueClient
-from server.fal.reports import StatusReport
-from server.fal.stream import StreamRefused, stream_status
+from server.upstream.client import FalQueueClient
+from server.upstream.reports import StatusReport
+from server.upstream.stream import StreamRefused, stream_status
 
 POLL_BACKOFF_FACTOR = 1.5
 POLL_JITTER = 0.1  # +-10%, so many waiting clients don't poll in lockstep

@@ -22,7 +22,7 @@ from server.jobs.ledger import JobRow, LedgerError
 from server.settings import Settings
 
 if TYPE_CHECKING:
-    from server.fal.client import FalQueueClient
+    from server.upstream.client import FalQueueClient
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Opened with httpx-sse; its events are read here, within two caps, because the library keeps a line, and an
 event's lines, for as long as the upstream sends them: one event of 300 MB without a line end would be held
 whole. Each event may be at most FAL_MCP_MAX_STREAM_EVENT_BYTES and the whole stream FAL_MCP_MAX_STREAM_BYTES
-(decoded bytes, see server.fal.bodies); past either, the stream is closed and the caller polls instead.
+(decoded bytes, see server.upstream.bodies); past either, the stream is closed and the caller polls instead.
 
 A refused stream (404/405/501, or not an event stream) raises `StreamRefused` so the caller can remember that
 this provider has none; a stream that drops mid-way, or is cut off at a cap, just ends, and the caller falls
@@ -21,10 +21,10 @@ import anyio
 import httpx
 from httpx_sse import aconnect_sse
 
-from server.fal.bodies import BodyError, BodyTooLarge, iter_decoded
-from server.fal.client import FalQueueClient
-from server.fal.reports import StatusReport, parse_status
-from server.fal.responses import parse_json
+from server.upstream.bodies import BodyError, BodyTooLarge, iter_decoded
+from server.upstream.client import FalQueueClient
+from server.upstream.reports import StatusReport, parse_status
+from server.upstream.responses import parse_json
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,10 @@ from server.errors import (
     SubmitOutcomeUnknownError,
     UpstreamUnavailableError,
 )
-from server.fal import ids
-from server.fal.bodies import ACCEPT_ENCODING, BodyError, BodyTooLarge, decoded_response, read_decoded
-from server.fal.reports import (
+from server.settings import Settings, missing_key_message
+from server.upstream import ids
+from server.upstream.bodies import ACCEPT_ENCODING, BodyError, BodyTooLarge, decoded_response, read_decoded
+from server.upstream.reports import (
     DONE_WORDS,
     QUEUED_WORDS,
     RUNNING_WORDS,
@@ -41,7 +42,7 @@ from server.fal.reports import (
     int_or_none,
     parse_status,
 )
-from server.fal.responses import (
+from server.upstream.responses import (
     STATUS_KEYS,
     AnswerReader,
     body_error_type,
@@ -53,7 +54,6 @@ from server.fal.responses import (
     retry_after_seconds,
     safe_json,
 )
-from server.settings import Settings, missing_key_message
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ _DEADLINE_MARGIN = 0.05  # seconds kept back from a caller's deadline to report 
 
 def create_http_client(settings: Settings, instance_id: str | None = None) -> httpx.AsyncClient:
     """The one pooled client for the server's lifetime: explicit timeouts, no redirects, no env proxies, no
-    compression offered (see server.fal.bodies). `instance_id` (a random name, nothing secret) goes into the
+    compression offered (see server.upstream.bodies). `instance_id` (a random name, nothing secret) goes into the
     User-Agent, so requests of several instances sharing one account can be told apart."""
     agent = USER_AGENT + (f" instance/{instance_id}" if instance_id else "")
     return httpx.AsyncClient(
@@ -364,7 +364,7 @@ class FalQueueClient:
 
     async def _read_capped(self, request: httpx.Request, body_seconds: float) -> httpx.Response:
         """Send, then read the body within `body_seconds`, refusing answers larger than the configured limit
-        once decoded (BodyError: see server.fal.bodies).
+        once decoded (BodyError: see server.upstream.bodies).
 
         httpx's read timeout bounds each read, not the answer: a body trickling in small pieces, each in time,
         would otherwise hold the call for as long as the upstream likes. Running out of time raises ReadTimeout.
