@@ -22,7 +22,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from server.upstream.bodies import BodyError, BodyTooLarge, iter_decoded
-from server.upstream.client import FalQueueClient
+from server.upstream.client import UpstreamClient
 from server.upstream.reports import StatusReport, parse_status
 from server.upstream.responses import parse_json
 
@@ -44,16 +44,14 @@ class EventTooLarge(Exception):
     pass
 
 
-async def stream_status(
-    upstream: FalQueueClient, endpoint_id: str, request_id: str
-) -> AsyncGenerator[StatusReport, None]:
+async def stream_status(upstream: UpstreamClient, path: str) -> AsyncGenerator[StatusReport, None]:
     """Yield each status the stream reports until COMPLETED (then stop) or until the stream ends.
 
     The stream's first answer must come within the request timeout, like any other answer (the long read
     timeout is for the quiet stretches between events); one that does not is treated as a dropped stream.
     """
     settings = upstream.settings
-    url, headers = upstream.prepare(upstream.status_path(endpoint_id, request_id) + "/stream")
+    url, headers = upstream.prepare(path, "fal")  # `path`: the job's status stream on the fal queue route
     timeout = httpx.Timeout(STREAM_READ_TIMEOUT_SECONDS, connect=settings.connect_timeout)
     try:
         async with AsyncExitStack() as stack:
