@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +20,9 @@ from server.jobs.watcher import Watcher
 from server.settings import Settings
 from server.upstream import kling, luma
 from server.upstream.ids import InvalidIdError, normalize_model_id, route_family_of, validate_request_id
-from tests.helpers import connect, text_of
+from tests.helpers import clean_env, connect, text_of
 from tests.native_fake import KEY, NativeFake, native_fake
+from tests.stdio_session import StdioSession
 from tools.submit import submit
 
 pytestmark = pytest.mark.anyio
@@ -345,3 +347,46 @@ async def test_request_ids_are_checked_before_a_native_route_is_asked(fake: Nati
         with pytest.raises(InvalidRequestError):
             await rt.upstream.submit(EXTEND, {"user_prompt": "p"})
     assert fake.sent == []
+
+
+# ---- across a SIGKILL, in real server processes ------------------------------------------------------------------
+
+
+def test_native_jobs_survive_a_sigkill_and_the_key_never_surfaces(fake: NativeFake, tmp_path: Path) -> None:
+    env = clean_env(
+        UNIAPI_KEY=KEY,
+        FAL_MCP_BASE_URL=fake.base_url,
+        FAL_MCP_STATE_DIR=str(tmp_path),
+        FAL_MCP_WATCH_JOBS="false",
+        FAL_MCP_POLL_FIRST_INTERVAL="0.2",
+        FAL_MCP_LOG_LEVEL="DEBUG",
+    )
+    first = StdioSession(env)
+    try:
+        first.initialize("before")
+        made = {
+            model: first.call("submit_fal_job", {"model": model, "input": body})["result"]["structuredContent"]
+            for model, body in [(T2V, {"prompt": "a fox"}), (LUMA, {"user_prompt": "waves"})]
+        }
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        killed = first.finish()
+    assert killed.code == -signal.SIGKILL
+    second = StdioSession(env)
+    try:
+        second.initialize("after")
+        for model, submitted in made.items():
+            request_id = submitted["request_id"]
+            for _ in range(10):
+                answer = second.call("get_fal_result", {"request_id": request_id, "wait_seconds": 20})["result"]
+                assert not answer.get("isError"), answer
+                if answer["structuredContent"]["done"]:
+                    break
+            assert answer["structuredContent"]["model"] == model and answer["structuredContent"]["media"]
+        listed = second.call("list_fal_jobs", {})["result"]["structuredContent"]
+    finally:
+        finished = second.finish()
+    assert {job["request_id"] for job in listed["jobs"]} == {s["request_id"] for s in made.values()}
+    assert fake.count("POST") == 2
+    for output in (killed.stdout, killed.stderr, finished.stdout, finished.stderr):
+        assert KEY not in output
