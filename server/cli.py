@@ -195,12 +195,14 @@ def sandbox_settings(sandbox: Sandbox) -> Settings:
     from server.settings import Settings
 
     return Settings.from_env(
-        provider="fal",
+        # as UniAPI, so every route family the sandbox speaks is open (fal queue, Kling, Luma); its key also
+        # serves as the fal key its storage takes. No real key is ever used in sandbox mode.
+        provider="uniapi",
         base_url=sandbox.base_url,
+        uniapi_key=sandbox.config.key,
         fal_key=sandbox.config.key,
         fal_key_id=None,
         fal_key_secret=None,
-        uniapi_key=None,  # no real key is ever used in sandbox mode
         storage_token_base=sandbox.base_url,
         storage_upload_base=None,
         # sandbox jobs end with the process: keep them out of the real ledger

@@ -168,3 +168,16 @@ async def test_fal_errors_name_no_key_on_native_routes() -> None:
                 with pytest.raises(FalError) as failed:
                     await result(rt, receipt.request_id, None, wait_seconds=10)
                 assert "failed" in failed.value.message and sandbox.config.key not in failed.value.message
+
+
+async def test_sandbox_mode_serves_every_route_family() -> None:
+    """`--sandbox` speaks all three families, so it is configured as UniAPI (with the sandbox's key for storage)."""
+    from server.cli import sandbox_settings
+
+    with Sandbox(SandboxConfig(queue_seconds=0.1, run_seconds=0.2)) as sandbox:
+        settings = sandbox_settings(sandbox).model_copy(update={"watch_jobs": False})
+        async with connect(settings) as client:
+            for model in (T2V, LUMA, "fal-ai/kling-video/v2.1/standard/image-to-video"):
+                body = BODIES.get(model, {"prompt": "p", "image_url": "https://example.com/i.png"})
+                answer = await client.call_tool("submit_fal_job", {"model": model, "input": body})
+                assert not answer.is_error, text_of(answer)
