@@ -339,6 +339,7 @@ async def test_the_watcher_keeps_a_native_result_without_anyone_asking(fake: Nat
             watcher._next.clear()  # due again at once: the schedule is tested elsewhere
             await anyio.sleep(0.02)
         assert row is not None and row.state == "completed" and row.media_urls[0].endswith("-clean.mp4")
+        assert (row.endpoint_id, row.route_family) == (LUMA, "luma")  # the ledger records route and family
 
 
 async def test_request_ids_are_checked_before_a_native_route_is_asked(fake: NativeFake) -> None:
