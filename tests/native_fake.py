@@ -3,7 +3,8 @@ shapes of docs/native-routes (Kling's `{code, message, request_id, data}` envelo
 objects), one auth scheme accepted, each job moving one state further per status read, media served beside them,
 and every request recorded (method, path, auth scheme) so a test can count what was sent.
 
-A prompt containing "fail" makes a failed job; one containing "echo-key" makes the failure's reason quote the key.
+A prompt containing "fail" makes a failed job; one containing "echo-key" makes the failure's reason quote the key,
+and one containing "echo-key-id" gets the key back as its task or generation id.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class NativeFake:
         if not self._authorized(request):
             return JSONResponse({"code": 1001, "message": "Authorization invalid", "request_id": "r"}, 401)
         body = await request.json()
-        task_id = str(next(self._ids))
+        task_id = KEY if "echo-key-id" in str(body.get("prompt")) else str(next(self._ids))
         route = f"kling/v1/{request.path_params['kind']}/{request.path_params['action']}"
         self.jobs[task_id] = Job("kling", route, body)
         data = {"task_id": task_id, "task_status": "submitted", "created_at": 1722769557708}
@@ -113,7 +114,7 @@ class NativeFake:
         return self._new_generation("luma/generations/extend", await request.json(), request.path_params["gid"])
 
     def _new_generation(self, route: str, body: dict[str, Any], source: str | None) -> Response:
-        gid = str(uuid.uuid4())
+        gid = KEY if "echo-key-id" in str(body.get("user_prompt")) else str(uuid.uuid4())
         self.jobs[gid] = Job("luma", route, body, source=source)
         return JSONResponse(self._generation(gid, "pending"), 201)
 

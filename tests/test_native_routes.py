@@ -393,3 +393,13 @@ def test_native_jobs_survive_a_sigkill_and_the_key_never_surfaces(fake: NativeFa
     assert fake.count("POST") == 2
     for output in (killed.stdout, killed.stderr, finished.stdout, finished.stderr):
         assert KEY not in output
+
+
+async def test_a_key_echoed_back_as_the_task_id_is_not_kept(fake: NativeFake) -> None:
+    async with connect(uniapi_settings(fake)) as client:
+        for model, body in [(T2V, {"prompt": "echo-key-id"}), (LUMA, {"user_prompt": "echo-key-id"})]:
+            answer = await client.call_tool("submit_fal_job", {"model": model, "input": body})
+            assert answer.is_error and "cannot be tracked" in text_of(answer) and KEY not in text_of(answer)
+        listed = await client.call_tool("list_fal_jobs", {})
+        assert [job["status"] for job in listed.structured_content["jobs"]] == ["unknown", "unknown"]
+        assert KEY not in text_of(listed)
