@@ -285,15 +285,15 @@ def stdio_params(sandbox: Sandbox, state_dir: str) -> Any:
     return StdioServerParameters(command=PYTHON, args=["-m", "server"], env=env, cwd=ROOT)
 
 
-async def submit_job(client: Any) -> str:
-    answer = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+async def submit_job(client: Any, model: str = SEED_MODEL, body: dict[str, Any] | None = None) -> str:
+    answer = await client.call_tool("submit_fal_job", {"model": model, "input": SEED_INPUT if body is None else body})
     if answer.is_error:
         raise RuntimeError("submit_fal_job failed: " + " ".join(getattr(b, "text", "") for b in answer.content))
     return str(answer.structured_content["request_id"])
 
 
 def status_url(sandbox: Sandbox, request_id: str) -> str:
-    from server.fal.ids import app_id
+    from server.upstream.ids import app_id
 
     return f"{sandbox.base_url}/{app_id(SEED_MODEL)}/requests/{request_id}/status"
 

@@ -2,8 +2,9 @@
 
 (a) get_fal_result(wait_seconds=90) on a server with default settings (status stream), (b) the same on a server
 with use_status_stream=False (adaptive polling, default intervals), (c) the official client's naive loop: GET
-status every 0.1 s until COMPLETED, then GET the result. Each way has its own job; all three run concurrently
-in this process, with both MCP servers in memory and the sandbox in a thread.
+status every 0.1 s until COMPLETED, then GET the result; and (d) one row per native route family (UniAPI's Kling
+and Luma routes, which have no status stream: polled on the same schedule). Each way has its own job; all run
+concurrently in this process, with the MCP servers in memory and the sandbox in a thread.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ from server.settings import Settings
 
 NAME = "waiting_economy"
 NAIVE_INTERVAL = 0.1
-TARGETS = {"streaming": (3, 0.5), "polling": (25, 2.0)}  # (most upstream requests, longest notice delay in s)
+# (most upstream requests, longest notice delay in s)
+TARGETS = {"streaming": (3, 0.5), "polling": (25, 2.0), "kling route": (25, 2.0), "luma route": (25, 2.0)}
+# The native families' ways: a model id on each route and an input its sandbox route accepts.
+NATIVE = {
+    "kling route": ("kling/v1/videos/text2video", {"prompt": "A red fox runs through fresh snow", "duration": "5"}),
+    "luma route": ("luma/generations", {"user_prompt": "Waves rolling onto a beach at dusk"}),
+}
 
 
 @dataclass
@@ -56,7 +63,9 @@ def _count_requests(sandbox: Sandbox, request_id: str) -> dict[str, int]:
     for seen in sandbox.seen("GET"):
         if request_id not in seen.path:
             continue
-        if seen.path.endswith("/status/stream"):
+        if seen.path.startswith(("/kling/", "/luma/")):  # one GET answers status and result alike
+            counts["status"] += 1
+        elif seen.path.endswith("/status/stream"):
             counts["stream"] += 1
         elif seen.path.endswith("/status"):
             counts["status"] += 1
@@ -78,6 +87,11 @@ def _server_settings(sandbox: Sandbox, state_dir: str) -> dict[str, Settings]:
         directory = Path(state_dir) / f"server-{index}"
         directory.mkdir()
         settings[name] = make_settings(sandbox, str(directory), max_wait_seconds=90, **overrides)
+    for index, name in enumerate(NATIVE, start=len(settings)):
+        directory = Path(state_dir) / f"server-{index}"
+        directory.mkdir()
+        native = {"provider": "uniapi", "uniapi_key": sandbox.config.key, "fal_key": None}  # native: UniAPI only
+        settings[name] = make_settings(sandbox, str(directory), max_wait_seconds=90, **native)
     return settings
 
 
@@ -89,7 +103,7 @@ async def _measure(sandbox: Sandbox, state_dir: str, job_seconds: float) -> dict
         http = await stack.enter_async_context(httpx.AsyncClient(trust_env=False, timeout=10))
         headers = auth_headers(sandbox)
         for name, client in clients.items():
-            ways[name].request_id = await submit_job(client)
+            ways[name].request_id = await submit_job(client, *NATIVE.get(name, ()))
         submitted = await http.post(f"{sandbox.base_url}/{SEED_MODEL}", json=SEED_INPUT, headers=headers)
         submitted.raise_for_status()
         ways["naive"].request_id = submitted.json()["request_id"]

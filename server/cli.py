@@ -195,12 +195,14 @@ def sandbox_settings(sandbox: Sandbox) -> Settings:
     from server.settings import Settings
 
     return Settings.from_env(
-        provider="fal",
+        # as UniAPI, so every route family the sandbox speaks is open (fal queue, Kling, Luma); its key also
+        # serves as the fal key its storage takes. No real key is ever used in sandbox mode.
+        provider="uniapi",
         base_url=sandbox.base_url,
+        uniapi_key=sandbox.config.key,
         fal_key=sandbox.config.key,
         fal_key_id=None,
         fal_key_secret=None,
-        uniapi_key=None,  # no real key is ever used in sandbox mode
         storage_token_base=sandbox.base_url,
         storage_upload_base=None,
         # sandbox jobs end with the process: keep them out of the real ledger
@@ -316,7 +318,31 @@ def _serve(
 
 async def _serve_stdio(server: MCPServer[Runtime]) -> None:
     """Serve over stdin/stdout with the SDK's stdio transport, its I/O done on the event loop where both are pipes
-    (see server/stdio_pipes.py)."""
+    (see server/stdio_pipes.py). A write that finds no reader is the client gone (it closed its end, or ended
+    without closing our stdin first): that ends serving as end of input does, quietly."""
+    try:
+        await _serve_stdio_until_eof(server)
+    except* (BrokenPipeError, ConnectionResetError):
+        _client_left()
+
+
+def _client_left() -> None:
+    """Nothing can reach the client any more: point stdout at the null device, so that no later flush (the
+    interpreter's own, at exit) fails on the broken pipe and prints about it."""
+    logging.getLogger(__name__).info("the client closed its end of stdout: stopping")
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, sys.stdout.fileno())
+    except (OSError, ValueError):  # no usable sys.stdout: nothing will flush into the pipe either
+        pass
+    finally:
+        os.close(null)
+
+
+async def _serve_stdio_until_eof(server: MCPServer[Runtime]) -> None:
     from mcp.server.stdio import stdio_server
 
     from server.stdio_pipes import claim_pipes

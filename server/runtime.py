@@ -24,12 +24,12 @@ from server.settings import Settings, is_loopback_host
 if TYPE_CHECKING:
     import httpx
 
-    from server.fal.client import FalQueueClient
-    from server.fal.storage import FalStorageClient
     from server.files.downloads import DownloadLimits
     from server.files.url_safety import Resolver
     from server.jobs.ledger import JobLedger
     from server.jobs.waiting import Waiter
+    from server.upstream.routes import Upstream
+    from server.upstream.storage import FalStorageClient
 
 MEDIA_MAX_CONNECTIONS = 4
 
@@ -51,7 +51,7 @@ class Runtime:
             secrets=settings.secrets(),
             max_stored_result_bytes=settings.max_stored_result_bytes,
         )
-        self._upstream: FalQueueClient | None = None
+        self._upstream: Upstream | None = None
         self._waiter: Waiter | None = None
         self._media_http: httpx.AsyncClient | None = None
 
@@ -61,11 +61,13 @@ class Runtime:
             raise ConfigurationError(self.config_error)
 
     @property
-    def upstream(self) -> FalQueueClient:
+    def upstream(self) -> Upstream:
+        """Every route family's adapter on one HTTP client (the fal queue, Kling, Luma), picked by model id."""
         if self._upstream is None:
-            from server.fal.client import FalQueueClient, create_http_client
+            from server.upstream.client import create_http_client
+            from server.upstream.routes import Upstream
 
-            self._upstream = FalQueueClient(self.settings, create_http_client(self.settings, self.instance_id))
+            self._upstream = Upstream(self.settings, create_http_client(self.settings, self.instance_id))
         return self._upstream
 
     @property
@@ -83,7 +85,7 @@ class Runtime:
         fal_key = self.settings.fal_api_key()
         if not fal_key:
             return None
-        from server.fal.storage import FalStorageClient
+        from server.upstream.storage import FalStorageClient
 
         return FalStorageClient(
             self.upstream.http,

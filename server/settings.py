@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_core import ErrorDetails
 
 Provider = Literal["uniapi", "fal"]
+# How the key is presented, `Authorization: <scheme> <key>`: per route family (see the `*_auth` settings).
+AuthScheme = Literal["Key", "Bearer"]
 
 PROVIDER_BASE_URLS: dict[Provider, str] = {
     "uniapi": "https://api.uniapi.io",
@@ -82,6 +84,9 @@ ENV_NAMES: dict[str, str] = {
     "watch_lease": "FAL_MCP_WATCH_LEASE",
     "task_input_seconds": "FAL_MCP_TASK_INPUT_SECONDS",
     "max_input_tasks": "FAL_MCP_MAX_INPUT_TASKS",
+    "fal_auth": "FAL_MCP_FAL_AUTH",
+    "kling_auth": "FAL_MCP_KLING_AUTH",
+    "luma_auth": "FAL_MCP_LUMA_AUTH",
 }
 
 
@@ -200,6 +205,11 @@ class Settings(BaseModel):
     watch_lease: float = Field(30.0, ge=2, le=3600, description="seconds a follower's lease on a job lasts unrenewed")
     task_input_seconds: float = Field(600.0, gt=0, le=86400, description="how long an MCP task waits for an answer")
     max_input_tasks: int = Field(1000, ge=1, le=100_000, description="MCP tasks waiting for answers kept in memory")
+    # UniAPI documents `Key` for its FalAI route; its Kling and Luma routes are not documented (relays use Bearer).
+    # A 401 is tried once with the other scheme, and the one that worked is used until the server stops.
+    fal_auth: AuthScheme = Field("Key", description="auth scheme on the fal queue route: Key or Bearer")
+    kling_auth: AuthScheme = Field("Bearer", description="auth scheme on UniAPI's Kling routes: Bearer or Key")
+    luma_auth: AuthScheme = Field("Bearer", description="auth scheme on UniAPI's Luma routes: Bearer or Key")
 
     @field_validator("database_url")
     @classmethod

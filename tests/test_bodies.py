@@ -1,4 +1,4 @@
-"""Bounded reading of upstream bodies (server.fal.bodies) and of status-stream events (server.fal.stream),
+"""Bounded reading of upstream bodies (server.upstream.bodies) and of status-stream events (server.upstream.stream),
 protocol-free: every coding read back exactly however the bytes are split, bombs stopped within a step of the
 cap, and the event stream read as the SSE spec reads it, within its event cap."""
 
@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterable
 import httpx
 import pytest
 
-from server.fal.bodies import STEP_BYTES, BodyTooLarge, BodyUndecodable, BoundedDecoder, content_codings
-from server.fal.stream import EventTooLarge, event_data
+from server.upstream.bodies import STEP_BYTES, BodyTooLarge, BodyUndecodable, BoundedDecoder, content_codings
+from server.upstream.stream import EventTooLarge, event_data
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from server.errors import UpstreamValidationError
-from server.fal.client import FalQueueClient, create_http_client
 from server.sandbox import Sandbox
+from server.upstream.client import create_http_client
+from server.upstream.routes import Upstream as Routes
 from tests.helpers import connect, make_settings, text_of
 from tools.catalog import CATALOG
 from tools.catalog.examples import example_input
@@ -85,7 +86,7 @@ async def test_examples_are_accepted_by_the_sandbox_and_unknown_fields_pass_thro
 async def test_sandbox_answers_422_from_the_same_classes(sandbox: Sandbox, settings) -> None:
     async with create_http_client(settings) as http:
         with pytest.raises(UpstreamValidationError, match="duration"):
-            await FalQueueClient(settings, http).submit(
+            await Routes(settings, http).submit(
                 "fal-ai/kling-video/v2.1/standard/image-to-video", {"prompt": "x", "image_url": "u", "duration": "7"}
             )
 

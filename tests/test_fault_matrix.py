@@ -36,15 +36,16 @@ import httpx
 import pytest
 
 from server.errors import FalError, SubmitOutcomeUnknownError
-from server.fal.client import FalQueueClient, create_http_client
-from server.fal.ids import app_id
-from server.fal.storage import FalStorageClient
 from server.files.local import LocalMedia, read_media
 from server.jobs.waiting import Waiter, WaitLimits
 from server.runtime import Runtime, open_runtime
 from server.sandbox import Fault, Sandbox, SandboxConfig
 from server.sandbox.media import tiny_png
 from server.settings import Settings
+from server.upstream.client import create_http_client
+from server.upstream.ids import app_id
+from server.upstream.routes import Upstream as Routes
+from server.upstream.storage import FalStorageClient
 from tests.fault_matrix import (
     ANSWER_SECONDS,
     CALL_DEADLINE,
@@ -105,7 +106,7 @@ class Upstream:
     base_url: str
     sandbox: Sandbox | None
     submits: Runtime  # the submit use case, with its ledger
-    setup: FalQueueClient  # submits each case's job before its fault is injected, with all the time it needs
+    setup: Routes  # submits each case's job before its fault is injected, with all the time it needs
 
     def posts_to(self, endpoint: str) -> int:
         if self.sandbox is None:
@@ -155,7 +156,7 @@ class Matrix:
             submits = await self._stack.enter_async_context(
                 open_runtime(core_settings(base, state, **any_case.settings()))
             )
-            setup = FalQueueClient(core_settings(base, state, request_timeout=30, submit_timeout=30), self.http)
+            setup = Routes(core_settings(base, state, request_timeout=30, submit_timeout=30), self.http)
             self.upstreams[name] = Upstream(base, sandbox, submits, setup)
 
     @staticmethod
@@ -167,7 +168,7 @@ class Matrix:
     async def run(self, case: Case) -> Outcome:
         upstream = self.upstreams[_group(case)]
         settings = core_settings(upstream.base_url, self.workdir / "unused", **case.settings())
-        client = FalQueueClient(settings, self.http)
+        client = Routes(settings, self.http)
         variant, fault = case.variant, case.fault
         endpoint = fresh_endpoint()
         request_id = str(uuid.uuid4())
@@ -204,9 +205,7 @@ class Matrix:
         outcome.problems = judge(outcome, upstream.sandbox.seen() if upstream.sandbox is not None else [])
         return outcome
 
-    async def _call(
-        self, case: Case, upstream: Upstream, client: FalQueueClient, endpoint: str, request_id: str
-    ) -> Any:
+    async def _call(self, case: Case, upstream: Upstream, client: Routes, endpoint: str, request_id: str) -> Any:
         name = case.variant.name
         if name == "submit":
             return await submit(upstream.submits, endpoint, SEED_INPUT)
@@ -319,7 +318,7 @@ async def test_slow_bodies_are_cut_at_the_answer_budget(upstream: Sandbox, tmp_p
         upstream.base_url, tmp_path, request_timeout=ANSWER_SECONDS, submit_timeout=ANSWER_SECONDS, retry_deadline=0.0
     )
     async with create_http_client(settings) as http:
-        client = FalQueueClient(settings, http)
+        client = Routes(settings, http)
         started = time.monotonic()
         with pytest.raises(FalError) as status:
             await client.status("fal-ai/some-model", "abc")

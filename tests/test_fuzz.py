@@ -29,9 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp_types import CallToolResult
 
-from server.fal.ids import InvalidIdError, normalize_endpoint_id, validate_request_id
 from server.sandbox import Sandbox, SandboxConfig
 from server.sandbox.media import tiny_png
+from server.upstream.ids import InvalidIdError, normalize_endpoint_id, validate_request_id
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings, text_of
 from tools.catalog import CATALOG
 

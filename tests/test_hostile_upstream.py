@@ -23,14 +23,13 @@ import httpx
 import pytest
 
 from server import logs
-from server.fal.client import FalQueueClient
-from server.fal.responses import MAX_ANSWER_DEPTH, parse_json
-from server.fal.stream import stream_status
 from server.jobs.watcher import Watcher
 from server.runtime import Runtime
 from server.sandbox import Fault, Sandbox
 from server.sandbox.media import tiny_png
 from server.settings import Settings
+from server.upstream.responses import MAX_ANSWER_DEPTH, parse_json
+from server.upstream.routes import Upstream as Routes
 from tests.helpers import (
     INITIALIZED,
     SEED_INPUT,
@@ -499,8 +498,8 @@ async def _streamed(settings: Settings, sandbox: Sandbox, body: bytes) -> tuple[
     sandbox.inject(Fault("/requests/abc/status/stream", status=200, body=body, content_type="text/event-stream"))
     transport = CountingTransport()
     async with httpx.AsyncClient(transport=transport, timeout=10) as http:
-        upstream = FalQueueClient(settings, http)
-        async with aclosing(stream_status(upstream, SEED_MODEL, "abc")) as reports:
+        upstream = Routes(settings, http).family("fal")
+        async with aclosing(upstream.status_stream(SEED_MODEL, "abc")) as reports:
             states = [report.state async for report in reports]
     assert not sandbox.faults
     return states, transport.received
@@ -548,8 +547,8 @@ async def test_a_compressed_stream_is_bounded_too(sandbox: Sandbox, inflated: In
         )
     )
     async with httpx.AsyncClient(timeout=10) as http:
-        upstream = FalQueueClient(settings, http)
-        async with aclosing(stream_status(upstream, SEED_MODEL, "abc")) as reports:
+        upstream = Routes(settings, http).family("fal")
+        async with aclosing(upstream.status_stream(SEED_MODEL, "abc")) as reports:
             assert [report async for report in reports] == []
     assert inflated.total <= CAP + 3 * CHUNK
 

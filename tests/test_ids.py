@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.fal.ids import InvalidIdError, app_id, normalize_endpoint_id, validate_request_id
+from server.upstream.ids import InvalidIdError, app_id, normalize_endpoint_id, validate_request_id
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,13 @@ import pytest
 from mcp import Client
 
 from server.app import create_server
-from server.fal.reports import StatusReport
 from server.jobs.events import JobEvents
 from server.jobs.following import follow, following
 from server.jobs.ledger import JobRow
 from server.jobs.waiting import WaitLimits
 from server.runtime import Runtime
 from server.sandbox import Sandbox
+from server.upstream.reports import StatusReport
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings
 from tests.postgres import Backend
 from tools.submit import submit

@@ -20,11 +20,11 @@ from mcp_types import INVALID_REQUEST, METHOD_NOT_FOUND, ResourceUpdatedNotifica
 
 from server.app import create_server
 from server.errors import JobFailedError
-from server.fal.reports import SubmitReceipt
 from server.http_transport import http_app
 from server.jobs.keeping import Jobs
 from server.jobs.ledger import Ledger
 from server.sandbox import Sandbox
+from server.upstream.reports import SubmitReceipt
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings, server_env
 from tests.servers import serving_in_thread
 from tools.mcp_updates import JOBS_URI, JobUpdates, job_uri

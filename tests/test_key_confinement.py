@@ -600,8 +600,8 @@ def test_a_stdio_server_at_debug_never_writes_the_key(upstream: Sandbox, evil: E
 def test_scrubbing_a_body_finds_the_key_however_the_json_spells_it() -> None:
     """`scrub(value, raw)` skips the walk when the key is absent from the raw body: escapes and UTF-16 must not
     hide it."""
-    from server.fal.responses import AnswerReader
     from server.settings import Settings
+    from server.upstream.responses import AnswerReader
 
     reader = AnswerReader(Settings.from_env({}, provider="fal", base_url="https://queue.fal.run", fal_key=KEY))
     escaped = "".join(f"\\u{ord(c):04x}" for c in KEY)

@@ -1,7 +1,7 @@
 """The layout's rules, read from the code's own imports: the core stays protocol-free, and each concern's
 package depends only on what sits below it.
 
-- `server/fal`, `server/jobs`, `server/files` (the core) import neither `mcp` nor `tools`;
+- `server/upstream`, `server/jobs`, `server/files` (the core) import neither `mcp` nor `tools`;
 - `server/sandbox` (a fake upstream) imports neither, and no part of the core imports the sandbox;
 - only the composition root (`server/app.py`), the command line, the demo and the HTTP transport import `mcp`
   under `server/`, and only the composition root and the command line import `tools`;
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ("server/fal", "server/jobs", "server/files")
+CORE = ("server/upstream", "server/jobs", "server/files")
 MAY_IMPORT_MCP = {
     "server/app.py",
     "server/cli.py",

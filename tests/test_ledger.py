@@ -373,12 +373,12 @@ def test_foreign_sqlite_database_is_refused_and_left_unchanged(tmp_path: Path) -
 
 def test_new_file_is_initialised_at_the_current_schema(path: Path, sqlite_ledger: Ledger) -> None:
     probe = sqlite3.connect(path)
-    assert probe.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
+    assert probe.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
     assert probe.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     indexes = {name for (name,) in probe.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"jobs_request_id", "jobs_submitted_at", "jobs_state", "jobs_updated_at", "jobs_endpoint"} <= indexes
     columns = {row[1] for row in probe.execute("PRAGMA table_info(jobs)")}
-    assert {"watch_owner", "watch_until", "watch_kind"} <= columns
+    assert {"watch_owner", "watch_until", "watch_kind", "route_family"} <= columns
     probe.close()
 
 
@@ -389,15 +389,24 @@ def test_a_schema_1_file_is_migrated_keeping_its_jobs(path: Path) -> None:
     with closing(sqlite3.connect(path)) as old:  # a ledger as the previous release wrote it
         for statement in MIGRATIONS[0]:
             old.execute(statement)
-        old.execute(
-            "INSERT INTO jobs (request_id, endpoint_id, state, input, submitted_at, updated_at)"
-            " VALUES ('req-old', 'fal-ai/x', 'submitted', '{}', 1.0, 1.0)"
-        )
+        for request_id, endpoint in [("req-old", "fal-ai/x"), ("831922", "kling/v1/videos/text2video"),
+                                     ("4f3a", "luma/generations")]:  # fmt: skip
+            old.execute(
+                "INSERT INTO jobs (request_id, endpoint_id, state, input, submitted_at, updated_at)"
+                " VALUES (?, ?, 'submitted', '{}', 1.0, 1.0)",
+                (request_id, endpoint),
+            )
         old.execute("PRAGMA user_version = 1")
         old.commit()
     with Ledger(path) as ledger:
-        assert [row.request_id for row in ledger.unfinished()] == ["req-old"]
+        # each job's route family, read from its route by the migration
+        assert [(row.request_id, row.route_family) for row in ledger.unfinished()] == [
+            ("req-old", "fal"), ("831922", "kling"), ("4f3a", "luma")
+        ]  # fmt: skip
         assert ledger.claim_wait("req-old", 30) == "taken"
+        new = ledger.begin_submit("luma/generations/extend", {})
+        ledger.mark_submitted(new, "5b6c", None)
+        assert (row := ledger.get("5b6c")) is not None and row.route_family == "luma"
     with closing(sqlite3.connect(path)) as probe:
         assert probe.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 

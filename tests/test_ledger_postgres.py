@@ -196,3 +196,31 @@ def test_psycopg_is_not_imported_without_a_database_url(tmp_path: Path) -> None:
     imported = err.decode()
     assert "server.jobs.ledger.sqlite" in imported  # the ledger was used
     assert "psycopg" not in imported
+
+
+def test_a_schema_3_database_gets_each_job_s_route_family(postgres_url: str) -> None:
+    """Schema 4 records the route family beside the route: a job made before it gets the one its route names."""
+    from server.jobs.ledger.postgres_schema import DIALECT, VERSION_TABLE
+    from server.jobs.ledger.sql import MIGRATIONS
+
+    steps = [statement for migration in MIGRATIONS[:3] for statement in DIALECT.migration(migration)]
+    for statement in [
+        *steps,
+        f"CREATE TABLE {VERSION_TABLE} (version INTEGER NOT NULL)",
+        f"INSERT INTO {VERSION_TABLE} (version) VALUES (3)",
+        *(
+            f"INSERT INTO {DIALECT.table} (request_id, endpoint_id, state, input, submitted_at, updated_at)"
+            f" VALUES ('{rid}', '{route}', 'submitted', '{{}}', 1.0, 1.0)"
+            for rid, route in [
+                ("a", "fal-ai/x"),
+                ("831922", "kling/v1/videos/text2video"),
+                ("4f3a", "luma/generations"),
+            ]
+        ),
+    ]:
+        _query(postgres_url, statement)
+    with open_target(postgres_url) as ledger:
+        assert [(row.request_id, row.route_family) for row in ledger.unfinished()] == [
+            ("a", "fal"), ("831922", "kling"), ("4f3a", "luma")
+        ]  # fmt: skip
+    assert _query(postgres_url, f"SELECT version FROM {VERSION_TABLE}") == [(SCHEMA_VERSION,)]

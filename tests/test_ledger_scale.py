@@ -274,7 +274,7 @@ def test_a_schema_2_ledger_gets_the_indexes_in_place_keeping_its_jobs(backend: B
     assert {f"{table}_endpoint", f"{table}_endpoint_state", f"{table}_watch_owner"} <= _indexes(backend)
     with backend.open() as again:  # opened again: nothing left to migrate
         assert again.get("req-old") is not None
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION >= 3  # the indexes came with schema 3; later ones (4: route family) migrate too
 
 
 # ---- NUL in an upstream error; ledger failures as sentences ------------------------------------------------------

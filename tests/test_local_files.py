@@ -20,11 +20,11 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import AuthError, BadResponseError, FalError
-from server.fal.storage import FalStorageClient
 from server.files import local as local_files
 from server.files.local import FileRefusedError, LocalMedia, is_local_reference, read_media, sniff_mime, to_data_uri
 from server.sandbox.media import sample_wav, tiny_mp4, tiny_png
 from server.sandbox.storage import storage_routes
+from server.upstream.storage import FalStorageClient
 from tests.media_samples import (
     GIF_1X1,
     WEBP_LOSSLESS_1X1,

@@ -131,7 +131,7 @@ def test_garbage_before_and_after_initialize(sandbox: Sandbox, tmp_path: Path) -
     assert answers[100]["result"]["serverInfo"]["name"] == "fal-queue-mcp"
     assert len(answers[101]["result"]["tools"]) >= 8
     assert answers[102]["result"]["isError"] is True
-    assert "not a valid fal request id" in answers[102]["result"]["content"][0]["text"]
+    assert "not a valid request id" in answers[102]["result"]["content"][0]["text"]
     assert answers[103]["result"] == {}
     assert answers[20]["error"]["code"] == -32601
     for request_id in (21, 22, 23, 24, 25):

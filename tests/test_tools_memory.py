@@ -141,7 +141,7 @@ async def test_wrong_key_is_reported_without_echoing_it(sandbox: Sandbox) -> Non
 @pytest.mark.parametrize(
     ("arguments", "phrase"),
     [
-        ({"request_id": "../../admin"}, "not a valid fal request id"),
+        ({"request_id": "../../admin"}, "not a valid request id"),
         ({"request_id": "abc", "model": "https://evil.example/x"}, "not a valid fal endpoint id"),
         ({"request_id": "abc", "model": "fal-ai/%2e%2e/x"}, "not a valid fal endpoint id"),
     ],

@@ -19,11 +19,12 @@ import httpx
 import pytest
 
 from server.errors import UpstreamUnavailableError
-from server.fal.client import FalQueueClient, create_http_client
-from server.fal.reports import StatusReport
 from server.jobs import waiting
 from server.jobs.waiting import POLL_BACKOFF_FACTOR, POLL_JITTER, Waiter, WaitLimits
 from server.sandbox import Fault, Sandbox
+from server.upstream.client import create_http_client
+from server.upstream.reports import StatusReport
+from server.upstream.routes import Upstream as Routes
 from tests.helpers import SEED_INPUT, SEED_MODEL, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +35,7 @@ GENEROUS = 30.0  # seconds: a bound that only a hang reaches
 class Upstream:
     """A queue client on the sandbox, with every request it sends counted as it is sent."""
 
-    client: FalQueueClient
+    client: Routes
     sandbox: Sandbox
     sent: list[str] = field(default_factory=list)
     sent_changed: anyio.Event = field(default_factory=anyio.Event)
@@ -55,7 +56,7 @@ class Upstream:
 async def upstream_on(sandbox: Sandbox, **overrides: Any) -> AsyncIterator[Upstream]:
     settings = make_settings(sandbox, **({"request_timeout": 5.0, "retry_deadline": 10.0} | overrides))
     async with create_http_client(settings) as http:
-        upstream = Upstream(FalQueueClient(settings, http), sandbox)
+        upstream = Upstream(Routes(settings, http), sandbox)
 
         async def count(request: httpx.Request) -> None:
             upstream.sent.append(request.url.path)
@@ -105,7 +106,7 @@ async def test_a_refused_stream_falls_back_to_polling_and_is_remembered(sandbox:
             assert report is not None and report.state == "COMPLETED"
     assert upstream.sent_to("/status/stream") == 1  # refused once, then remembered: the second wait polled
     assert upstream.sent_to("/status") >= 2
-    assert upstream.client.stream_supported is False
+    assert upstream.client.family("fal").stream_supported is False
 
 
 async def test_a_stream_dropping_mid_way_falls_back_to_polling(sandbox: Sandbox) -> None:
@@ -115,7 +116,10 @@ async def test_a_stream_dropping_mid_way_falls_back_to_polling(sandbox: Sandbox)
         report = await Waiter(upstream.client, max_streams=2).wait(SEED_MODEL, request_id, limits(GENEROUS))
     assert report is not None and report.state == "COMPLETED"
     assert upstream.sent_to("/status/stream") == 1 and upstream.sent_to("/status") >= 1
-    assert upstream.client.stream_supported is True  # a dropped stream is no refusal: the next wait streams again
+    # a dropped stream is no refusal: the next wait streams again
+    assert (
+        upstream.client.family("fal").stream_supported is True
+    )  # a dropped stream is no refusal: the next wait streams again
 
 
 async def test_waits_beyond_the_stream_slots_poll(sandbox: Sandbox) -> None:
@@ -162,6 +166,9 @@ class ScriptedUpstream:
         self.settings = settings
         self.stream_supported: bool | None = False
         self.polls = 0
+
+    def adapter(self, endpoint_id: str) -> ScriptedUpstream:
+        return self  # one family, with no stream
 
     async def status(self, endpoint_id: str, request_id: str, **_: Any) -> StatusReport:
         self.polls += 1

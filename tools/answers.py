@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from server.fal.outputs import MediaFile
 from server.jobs.ledger.base import MAX_LIST_LIMIT as MAX_LIST_LIMIT  # the limit list_fal_jobs checks
+from server.upstream.outputs import MediaFile
 
 Status = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 Outcome = Literal["pending", "succeeded", "failed"]

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from server.errors import InvalidRequestError, JobFailedError, NotFoundError
-from server.fal.ids import normalize_endpoint_id, validate_request_id
-from server.fal.outputs import find_media
-from server.fal.reports import StatusReport
 from server.jobs.following import follow, following
 from server.jobs.keeping import FINISHED
 from server.jobs.ledger import JobRow
 from server.jobs.waiting import WaitLimits
+from server.upstream.ids import normalize_endpoint_id, validate_request_id
+from server.upstream.reports import StatusReport
+from server.upstream.routes import media_of
 from tools.answers import CancelAnswer, Outcome, ResultAnswer, StatusAnswer
 from tools.saving import save_media
 
@@ -290,7 +290,7 @@ def _failure(report: StatusReport) -> JobFailedError:
 
 
 def _done(request_id: str, endpoint_id: str, output: dict[str, Any], *, kept: bool) -> ResultAnswer:
-    media = find_media(output)
+    media = media_of(endpoint_id, output)
     source = " (served from this server's ledger)" if kept else ""
     return ResultAnswer(
         request_id=request_id,

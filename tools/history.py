@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from server.errors import InvalidRequestError
-from server.fal.ids import normalize_endpoint_id
 from server.jobs.ledger import STATES
+from server.upstream.ids import normalize_endpoint_id
 from tools.answers import MAX_LIST_LIMIT, JobList, JobSummary
 
 if TYPE_CHECKING:

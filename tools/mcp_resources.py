@@ -12,9 +12,9 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
 from server.errors import FalError
-from server.fal.ids import InvalidIdError, validate_request_id
 from server.jobs.ledger.base import LedgerError
 from server.runtime import Runtime
+from server.upstream.ids import InvalidIdError, validate_request_id
 
 JSON = "application/json"
 RECENT_JOBS = 50

@@ -22,10 +22,10 @@ from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, T
 from pydantic import BaseModel, Field
 
 from server.errors import FalError, redact
-from server.fal.ids import InvalidIdError
 from server.jobs.ledger.base import MAX_LIST_LIMIT, LedgerError
 from server.runtime import Runtime
 from server.settings import Settings
+from server.upstream.ids import InvalidIdError
 from tools.mcp_apps import VIEW_META
 
 if TYPE_CHECKING:

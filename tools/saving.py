@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import platformdirs
 
 from server.errors import FalError
-from server.fal.outputs import MediaFile
 from server.files.downloads import download_media
+from server.upstream.outputs import MediaFile
 from tools.answers import SavedDownload
 
 if TYPE_CHECKING:

@@ -12,9 +12,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from server.errors import InvalidRequestError
-from server.fal.ids import normalize_endpoint_id
+from server.upstream.ids import LUMA_EXTEND, normalize_endpoint_id
 from tools.answers import SubmitAnswer
 from tools.catalog.validation import InputInvalidError, review_input
+from tools.extending import check_extend_source
 from tools.uploads import ledger_body, publish_local_files, read_local_files
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswer:
     endpoint_id = normalize_endpoint_id(model)
+    rt.upstream.adapter(endpoint_id)  # a route this provider lacks is refused here, before any work
     if not isinstance(params, dict):
         raise InvalidRequestError('input must be a JSON object of the model\'s parameters, e.g. {"prompt": "..."}')
     _check_limits(rt, params)
@@ -30,6 +32,8 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
     files, file_problems = await read_local_files(rt, checked.entry, checked.body)
     if checked.problems or file_problems:  # every problem at once: one round trip to fix them all
         raise InputInvalidError(endpoint_id, checked.problems + file_problems)
+    if endpoint_id == LUMA_EXTEND:
+        await check_extend_source(rt, params)
     body, file_notes = await publish_local_files(rt, checked.entry, checked.body, files)
     async with rt.jobs.submit_record(endpoint_id, body, stored=await ledger_body(body, files)) as row:
         receipt = await rt.upstream.submit(endpoint_id, body)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from server.fal.ids import validate_request_id
+from server.upstream.ids import validate_request_id
 
 if TYPE_CHECKING:
     from server.jobs.ledger import JobRow

@@ -17,11 +17,11 @@ from dataclasses import replace
 
 import anyio
 
-from server.fal.reports import StatusReport
 from server.jobs.events import JobWatch
 from server.jobs.keeping import FINISHED, Jobs
 from server.jobs.ledger import JobRow, LedgerError
 from server.jobs.waiting import OnUpdate, Waiter, WaitLimits
+from server.upstream.reports import StatusReport
 
 log = logging.getLogger(__name__)
 

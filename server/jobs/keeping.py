@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from server.errors import FalError, JobFailedError, SubmitOutcomeUnknownError, redact
-from server.fal.outputs import find_media
-from server.fal.reports import SubmitReceipt
 from server.jobs.events import JobEvents
 from server.jobs.memory import JobRegistry
+from server.upstream.outputs import find_media
+from server.upstream.reports import SubmitReceipt
 
 if TYPE_CHECKING:
     from server.jobs.ledger import JobLedger, JobRow

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from server.fal.reports import LogLine
+from server.upstream.reports import LogLine
 
 LOG_HISTORY = 200  # log lines kept per job; get_fal_status returns the most recent ones
 MAX_JOBS = 1000  # jobs remembered; the least recently used are forgotten first

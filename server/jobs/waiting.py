@@ -1,8 +1,9 @@
 """Waiting for a job, bounded in time and in upstream requests, with a heartbeat for progress reports.
 
-The status stream is used where the provider has one (a single request for the whole wait); otherwise, or
-when it drops, status is polled on an adaptive schedule: quick at first, backing off to a capped interval
-with jitter. Cancelling the wait (the caller's cancel scope) stops it at once and leaves the job running.
+The status stream is used where the route family and the provider have one (a single request for the whole
+wait; only the fal queue route has one); otherwise, or when it drops, status is polled on an adaptive schedule:
+quick at first, backing off to a capped interval with jitter. Cancelling the wait (the caller's cancel scope) stops
+it at once and leaves the job running.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 import anyio
 
 from server.errors import FalError, RateLimitedError, UpstreamUnavailableError
-from server.fal.client import FalQueueClient
-from server.fal.reports import StatusReport
-from server.fal.stream import StreamRefused, stream_status
+from server.upstream.reports import StatusReport
+from server.upstream.routes import Upstream
 
 POLL_BACKOFF_FACTOR = 1.5
 POLL_JITTER = 0.1  # +-10%, so many waiting clients don't poll in lockstep
@@ -39,7 +39,7 @@ class WaitLimits:
 class Waiter:
     """Shared by all waits of one server: the stream slots bound how many connections streams may hold."""
 
-    def __init__(self, upstream: FalQueueClient, max_streams: int) -> None:
+    def __init__(self, upstream: Upstream, max_streams: int) -> None:
         self._upstream = upstream
         self._stream_slots = anyio.Semaphore(max_streams) if max_streams > 0 else None
 
@@ -125,23 +125,26 @@ class Waiter:
     ) -> bool:
         """Follow the status stream to completion; False when there is none, it is busy, or it dropped."""
         settings = self._upstream.settings
-        if not settings.use_status_stream or self._upstream.stream_supported is False or self._stream_slots is None:
+        adapter = self._upstream.adapter(endpoint_id)
+        if not settings.use_status_stream or adapter.stream_supported is False or self._stream_slots is None:
             return False
+        from server.upstream.stream import StreamRefused  # only the fal queue route streams
+
         try:
             self._stream_slots.acquire_nowait()
         except anyio.WouldBlock:
             return False  # every stream slot is taken: poll, so the pool never runs dry
         try:
             asking()
-            async with aclosing(stream_status(self._upstream, endpoint_id, request_id)) as reports:
+            async with aclosing(adapter.status_stream(endpoint_id, request_id)) as reports:
                 async for report in reports:
-                    self._upstream.stream_supported = True
+                    adapter.stream_supported = True
                     publish(report)
                     if report.state == "COMPLETED":
                         return True
         except StreamRefused as refused:
             if refused.permanent:
-                self._upstream.stream_supported = False
+                adapter.stream_supported = False
         finally:
             self._stream_slots.release()
         return False

@@ -22,7 +22,7 @@ from server.jobs.ledger import JobRow, LedgerError
 from server.settings import Settings
 
 if TYPE_CHECKING:
-    from server.fal.client import FalQueueClient
+    from server.upstream.routes import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Watcher:
     def __init__(
         self,
         jobs: Jobs,
-        upstream: Callable[[], FalQueueClient],
+        upstream: Callable[[], Upstream],
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,

@@ -26,7 +26,6 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from server.fal.ids import app_id
 from server.sandbox import media as media_files
 from server.sandbox.faults import DroppingConnections, Fault, FaultBook
 from server.sandbox.jobs import SandboxConfig, SandboxJob, job_logs, job_phase
@@ -35,6 +34,7 @@ from server.sandbox.luma import luma_routes
 from server.sandbox.native import FAIL_MARKER, NativeConfig
 from server.sandbox.ranges import ranged_response
 from server.sandbox.storage import storage_routes
+from server.upstream.ids import app_id
 
 MediaKind = Literal["video", "image"]
 

@@ -9,8 +9,8 @@ import functools
 from typing import Any
 
 from server.errors import NotFoundError
-from server.fal.ids import normalize_endpoint_id
 from server.route_family import ROUTE_FAMILIES
+from server.upstream.ids import normalize_endpoint_id
 from tools.answers import ModelDescription, ModelList, ModelSummary
 from tools.catalog import CATALOG, CatalogEntry
 from tools.catalog.examples import example_input

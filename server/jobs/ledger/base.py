@@ -26,8 +26,8 @@ from server.errors import redact, scrub_secrets
 STATES = frozenset({"submitting", "submitted", "unknown", "rejected", "completed", "failed", "cancelled"})
 MAX_LIST_LIMIT = 200  # jobs one listing returns at most (list_fal_jobs)
 # Both backends share one list of migrations (sql.MIGRATIONS): schema 1 is the jobs table, 2 adds the lease columns,
-# 3 the indexes that keep listing fast at a million jobs.
-SCHEMA_VERSION = 3
+# 3 the indexes that keep listing fast at a million jobs, 4 the route family each job was made on.
+SCHEMA_VERSION = 4
 JSON_COLUMNS = ("input", "result", "media_urls", "downloads")
 
 LeaseKind = Literal["watch", "wait"]
@@ -57,6 +57,8 @@ class JobRow:
     result_at: float | None
     media_urls: list[str]
     downloads: list[dict[str, Any]]
+    # The route family the job was made on (fal, kling, luma); `endpoint_id` is its route (the model id).
+    route_family: str = "fal"
 
 
 COLUMNS = tuple(column.name for column in fields(JobRow))

@@ -31,6 +31,7 @@ from server.jobs.ledger.base import (
     check_state,
     job_row,
 )
+from server.route_family import route_family_of
 
 # MIGRATIONS[n] takes a ledger from schema n to n + 1, on either backend (SQLite keeps the version in PRAGMA
 # user_version, PostgreSQL in a table of its own). Append a step; never edit a released one. Each step's statements
@@ -71,6 +72,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX {jobs}_endpoint_state ON {jobs} (endpoint_id, state, submitted_at)",
         # An instance giving its leases back at shutdown finds them without reading every job (few rows are leased).
         "CREATE INDEX {jobs}_watch_owner ON {jobs} (watch_owner) WHERE watch_owner IS NOT NULL",
+    ),
+    (
+        # The route family a job was made on (server.route_family): recorded beside its route, the model id.
+        "ALTER TABLE {jobs} ADD COLUMN route_family TEXT NOT NULL DEFAULT 'fal'",
+        "UPDATE {jobs} SET route_family = 'kling' WHERE substr(endpoint_id, 1, 6) = 'kling/'",
+        "UPDATE {jobs} SET route_family = 'luma' WHERE substr(endpoint_id, 1, 5) = 'luma/'",
     ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -164,10 +171,11 @@ class SqlLedger(JobLedger):
     def begin_submit(self, endpoint_id: str, input: dict[str, Any]) -> int:
         now = self._clock()
         insert = (
-            "INSERT INTO {jobs} (endpoint_id, state, input, submitted_at, updated_at)"
-            " VALUES (:endpoint, 'submitting', :input, :now, :now)"
+            "INSERT INTO {jobs} (endpoint_id, route_family, state, input, submitted_at, updated_at)"
+            " VALUES (:endpoint, :family, 'submitting', :input, :now, :now)"
         )
-        params = {"endpoint": endpoint_id, "input": self._json(input), "now": now}
+        family = route_family_of(endpoint_id)
+        params = {"endpoint": endpoint_id, "family": family, "input": self._json(input), "now": now}
         with self._write() as session:
             if self.dialect.returning_id:
                 return int(self._execute(session, insert + " RETURNING id", params).fetchone()["id"])

@@ -3,7 +3,7 @@
 Protocol-free (no MCP here). Two calls: the fal key buys a short-lived upload token from the token host, then
 the bytes go to the upload host with only that token. The fal key is never sent to the upload host, which may
 come from the token answer: that host is used only when it is https (or http on loopback). Redirects are not
-followed, answers are read up to a small cap (decoded bytes, see server.fal.bodies), and no message quotes the
+followed, answers are read up to a small cap (decoded bytes, see server.upstream.bodies), and no message quotes the
 key or the token.
 """
 
@@ -26,11 +26,11 @@ from server.errors import (
     describe_detail,
     redact,
 )
-from server.fal.bodies import BodyError, BodyTooLarge, read_decoded
-from server.fal.responses import parse_json
 from server.files.local import FileRefusedError, LocalMedia
 from server.files.sniff import EXTENSIONS
 from server.settings import is_loopback_host, where_to_set
+from server.upstream.bodies import BodyError, BodyTooLarge, read_decoded
+from server.upstream.responses import parse_json
 
 STORAGE_TYPE = "fal-cdn-v3"
 ANSWER_LIMIT = 64 * 1024  # both answers are small JSON objects

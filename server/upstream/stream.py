@@ -3,7 +3,7 @@
 Opened with httpx-sse; its events are read here, within two caps, because the library keeps a line, and an
 event's lines, for as long as the upstream sends them: one event of 300 MB without a line end would be held
 whole. Each event may be at most FAL_MCP_MAX_STREAM_EVENT_BYTES and the whole stream FAL_MCP_MAX_STREAM_BYTES
-(decoded bytes, see server.fal.bodies); past either, the stream is closed and the caller polls instead.
+(decoded bytes, see server.upstream.bodies); past either, the stream is closed and the caller polls instead.
 
 A refused stream (404/405/501, or not an event stream) raises `StreamRefused` so the caller can remember that
 this provider has none; a stream that drops mid-way, or is cut off at a cap, just ends, and the caller falls
@@ -21,10 +21,10 @@ import anyio
 import httpx
 from httpx_sse import aconnect_sse
 
-from server.fal.bodies import BodyError, BodyTooLarge, iter_decoded
-from server.fal.client import FalQueueClient
-from server.fal.reports import StatusReport, parse_status
-from server.fal.responses import parse_json
+from server.upstream.bodies import BodyError, BodyTooLarge, iter_decoded
+from server.upstream.client import UpstreamClient
+from server.upstream.reports import StatusReport, parse_status
+from server.upstream.responses import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,14 @@ class EventTooLarge(Exception):
     pass
 
 
-async def stream_status(
-    upstream: FalQueueClient, endpoint_id: str, request_id: str
-) -> AsyncGenerator[StatusReport, None]:
+async def stream_status(upstream: UpstreamClient, path: str) -> AsyncGenerator[StatusReport, None]:
     """Yield each status the stream reports until COMPLETED (then stop) or until the stream ends.
 
     The stream's first answer must come within the request timeout, like any other answer (the long read
     timeout is for the quiet stretches between events); one that does not is treated as a dropped stream.
     """
     settings = upstream.settings
-    url, headers = upstream.prepare(upstream.status_path(endpoint_id, request_id) + "/stream")
+    url, headers = upstream.prepare(path, "fal")  # `path`: the job's status stream on the fal queue route
     timeout = httpx.Timeout(STREAM_READ_TIMEOUT_SECONDS, connect=settings.connect_timeout)
     try:
         async with AsyncExitStack() as stack:

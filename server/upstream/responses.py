@@ -63,7 +63,8 @@ class AnswerReader:
 
     def detail(self, response: httpx.Response) -> str:
         body = safe_json(response)
-        detail: Any = body.get("detail", body) if isinstance(body, dict) else body
+        # fal and Luma say why in `detail`; Kling's envelope in `message`.
+        detail: Any = body.get("detail", body.get("message", body)) if isinstance(body, dict) else body
         if detail is None:
             detail = f"HTTP {response.status_code}"
         return describe_detail(self.scrub(detail))  # scrubbed before it is cut short, or a cut key would stay

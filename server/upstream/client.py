@@ -1,8 +1,10 @@
-"""The fal queue client: submit, status, result and cancel against the configured base URL.
+"""The upstream transport every route family's adapter shares: one pooled HTTP client, URLs built only on the
+configured base host, each family's auth scheme, retries and capped reads.
 
 Protocol-free (no MCP here). URLs are always built from the configured base plus validated ids; URLs the
 upstream hands back (`status_url`, `response_url`) are never fetched. GETs are retried within a deadline;
-a POST is re-sent only when the connection was never made, so a user is never billed twice.
+a POST is re-sent only when the connection was never made (or refused with 401, when nothing was accepted), so
+a user is never billed twice.
 """
 
 from __future__ import annotations
@@ -20,40 +22,20 @@ import httpx
 
 from server.errors import (
     BadResponseError,
-    CancelUnsupportedError,
     FalError,
-    JobFailedError,
     MissingKeyError,
     RateLimitedError,
     SubmitOutcomeUnknownError,
     UpstreamUnavailableError,
 )
-from server.fal import ids
-from server.fal.bodies import ACCEPT_ENCODING, BodyError, BodyTooLarge, decoded_response, read_decoded
-from server.fal.reports import (
-    DONE_WORDS,
-    QUEUED_WORDS,
-    RUNNING_WORDS,
-    CancelOutcome,
-    ResultReport,
-    StatusReport,
-    SubmitReceipt,
-    int_or_none,
-    parse_status,
-)
-from server.fal.responses import (
-    STATUS_KEYS,
+from server.settings import AuthScheme, Settings, missing_key_message
+from server.upstream.bodies import ACCEPT_ENCODING, BodyError, BodyTooLarge, decoded_response, read_decoded
+from server.upstream.ids import Family
+from server.upstream.responses import (
     AnswerReader,
-    body_error_type,
-    describe_body,
-    error_text,
-    is_in_progress,
-    plain_error_type,
     rate_limit_text,
     retry_after_seconds,
-    safe_json,
 )
-from server.settings import Settings, missing_key_message
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +43,14 @@ RETRYABLE_STATUS = frozenset({408, 429, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 8.0
 USER_AGENT = "fal-queue-mcp/0.1"
+# Families whose auth scheme is a guess (UniAPI documents none for them): a 401 is tried once with the other one.
+SCHEME_FALLBACK: frozenset[Family] = frozenset({"kling", "luma"})
 _DEADLINE_MARGIN = 0.05  # seconds kept back from a caller's deadline to report why the retries stopped
 
 
 def create_http_client(settings: Settings, instance_id: str | None = None) -> httpx.AsyncClient:
     """The one pooled client for the server's lifetime: explicit timeouts, no redirects, no env proxies, no
-    compression offered (see server.fal.bodies). `instance_id` (a random name, nothing secret) goes into the
+    compression offered (see server.upstream.bodies). `instance_id` (a random name, nothing secret) goes into the
     User-Agent, so requests of several instances sharing one account can be told apart."""
     agent = USER_AGENT + (f" instance/{instance_id}" if instance_id else "")
     return httpx.AsyncClient(
@@ -80,151 +64,76 @@ def create_http_client(settings: Settings, instance_id: str | None = None) -> ht
     )
 
 
-class FalQueueClient:
+class UpstreamClient:
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self._settings = settings
         self._http = http
         self._base = settings.base_url
         self._base_netloc = urlsplit(settings.base_url).netloc
         self._answers = AnswerReader(settings)
-        # None until a status stream was tried; False once the provider refused one (UniAPI documents none).
-        self.stream_supported: bool | None = None
+        # Each family's auth scheme: its setting, until a 401 answered with the other scheme working (on the native
+        # routes, whose scheme UniAPI does not document; fal's `Key` is documented, so a 401 there is the key's
+        # fault). Remembered in memory only: after a restart the first call tries the setting again.
+        self.schemes: dict[Family, AuthScheme] = {
+            "fal": settings.fal_auth,
+            "kling": settings.kling_auth,
+            "luma": settings.luma_auth,
+        }
 
-    # ---- the four calls -------------------------------------------------------------------------
+    # ---- the calls adapters make ----------------------------------------------------------------------------
 
-    async def submit(self, endpoint_id: str, body: dict[str, Any]) -> SubmitReceipt:
-        url = self._url(endpoint_id)
-        payload = json.dumps(body, ensure_ascii=False).encode()
-        response = await self._send_submit(url, payload)
-        self._answers.raise_for_status(response, action="submit")
-        # From here on the upstream accepted the submit (2xx): whatever is wrong with its answer, a job may be
-        # running and billed, so every failure is an unknown outcome, never a refusal that invites a resubmit.
-        data = safe_json(response)
-        if not isinstance(data, dict):
-            raise SubmitOutcomeUnknownError(
-                f"The upstream accepted the submit (HTTP {response.status_code}) but its answer was not a JSON object "
-                f"({describe_body(response)}), so the job cannot be tracked. A job may be running and billed: "
-                "check your provider's dashboard or list_fal_jobs before resubmitting.",
-                status_code=response.status_code,
-            )
-        request_id = data.get("request_id")
-        if not isinstance(request_id, str):
-            raise SubmitOutcomeUnknownError(
-                "The upstream accepted the submit but its answer has no request_id, so the job cannot be tracked. "
-                "Check your provider's dashboard before resubmitting: a job may be running and billed."
-            )
-        try:
-            ids.validate_request_id(request_id)
-        except ids.InvalidIdError:
-            raise SubmitOutcomeUnknownError(
-                "The upstream accepted the submit but answered with a malformed request_id, so the job cannot be "
-                "tracked. A job may be running and billed: check your provider's dashboard before resubmitting."
-            ) from None
-        if self._answers.carries_secret(request_id):
-            # Shaped like an id, but the key echoed back: kept, it would travel into answers, the ledger, the job
-            # list and completion. Not quoted, and not kept.
-            raise SubmitOutcomeUnknownError(
-                "The upstream accepted the submit but answered with a request_id that contains the API key, so it "
-                "was not kept and the job cannot be tracked. A job may be running and billed: check your "
-                "provider's dashboard before resubmitting."
-            )
-        return SubmitReceipt(
-            request_id=request_id,
-            endpoint_id=endpoint_id,
-            status=self.scrub(str(data.get("status") or "IN_QUEUE")),
-            queue_position=int_or_none(data.get("queue_position")),
-        )
-
-    async def status(
-        self,
-        endpoint_id: str,
-        request_id: str,
-        *,
-        with_logs: bool = True,
-        on_retry: Callable[[FalError], None] | None = None,
-    ) -> StatusReport:
-        """The job's status. `on_retry` hears of each failed attempt that is retried (a bounded wait keeps the
-        reason, in case the wait ends before the retries do)."""
-        path = self.status_path(endpoint_id, request_id)
-        params = {"logs": "1"} if with_logs else None
-        response = await self._get(path, params=params, kind="status", on_retry=on_retry)
-        return parse_status(self.scrub(self._answers.json_or_raise(response, action="status"), raw=response.content))
-
-    async def result(self, endpoint_id: str, request_id: str) -> ResultReport:
-        path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}"
-        response = await self._get(path, kind="result")
-        if response.status_code == 400 and is_in_progress(response):
-            return ResultReport(output=None)
-        if response.status_code == 422:
-            raise JobFailedError(
-                "The job failed: the model rejected its input (" + self._answers.detail(response) + "). "
-                "Fix those fields and submit a new job.",
-                status_code=422,
-            )
-        said = response.headers.get("x-fal-error-type") or body_error_type(response)
-        if response.status_code >= 400 and said:
-            # Quoted only as a plain word (scrubbed first: an echoed key becomes "[redacted]", no plain word).
-            error_type = plain_error_type(self.scrub(said))
-            raise JobFailedError(
-                f"The job failed ({error_type or 'unnamed error'}): {self._answers.detail(response)}",
-                status_code=response.status_code,
-                error_type=error_type,
-            )
-        data = self.scrub(self._answers.json_or_raise(response, action="result"), raw=response.content)
-        word = str(data.get("status", "")).upper() if set(data) <= STATUS_KEYS else ""
-        if word in QUEUED_WORDS | RUNNING_WORDS:
-            return ResultReport(output=None)
-        if word and word not in DONE_WORDS:
-            raise JobFailedError(f"The job failed: the upstream reports status {word}. {error_text(data)}".strip())
-        return ResultReport(output=data)
-
-    async def cancel(self, endpoint_id: str, request_id: str) -> CancelOutcome:
-        path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/cancel"
+    async def post(self, path: str, body: dict[str, Any], *, family: Family) -> httpx.Response:
+        """Send a submit once (see `_send_submit`); a 401 is tried once more with the other auth scheme, on the
+        same host: a 401 means nothing was accepted. The scheme that worked is remembered for the family."""
         url = self._url(path)
-        headers = self._headers()
-        try:
-            response = await self._read_capped(
-                self._http.build_request("PUT", url, headers=headers), self._settings.request_timeout
-            )
-        except httpx.TimeoutException:
-            raise UpstreamUnavailableError(
-                "The upstream did not answer the cancel request in time, so it is not known whether the job was "
-                "cancelled; check with get_fal_status and try again."
-            ) from None
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailableError(
-                f"Could not reach the upstream to cancel ({type(exc).__name__}), so it is not known whether the job "
-                "was cancelled; check with get_fal_status and try again."
-            ) from None
-        except BodyError as exc:
-            raise BadResponseError(
-                f"The upstream's answer to cancel was {exc.reason}, so it was not read and it is not known whether "
-                "the job was cancelled; check with get_fal_status and try again."
-            ) from None
-        body = safe_json(response)
-        word = str(body.get("status", "")).upper() if isinstance(body, dict) else ""
-        if 200 <= response.status_code < 300 and not isinstance(body, dict):
-            # An HTML maintenance page or a cut-off answer is no confirmation: do not claim the job was cancelled.
-            raise BadResponseError(
-                f"The upstream's answer to cancel was not a JSON object ({describe_body(response)}), so it is not "
-                "known whether the job was cancelled; check with get_fal_status and try again.",
-                status_code=response.status_code,
-            )
-        if response.status_code in (200, 202) or word == "CANCELLATION_REQUESTED":
-            return "requested"
-        if word == "ALREADY_COMPLETED":
-            return "already_completed"
-        if response.status_code == 404 and word == "NOT_FOUND":
-            return "not_found"
-        if response.status_code in (404, 405, 501):
-            raise CancelUnsupportedError(
-                f"This provider ({self._settings.provider}) does not support cancelling jobs "
-                f"(HTTP {response.status_code} on the cancel route). The job keeps running and will be billed; "
-                "its result can still be fetched with get_fal_result.",
-                status_code=response.status_code,
-            )
-        self._answers.raise_for_status(response, action="cancel")
-        raise BadResponseError(f"Unexpected answer to cancel: HTTP {response.status_code}.")
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        scheme = self.schemes[family]
+        response = await self._send_submit(url, payload, self._headers(scheme))
+        if response.status_code == 401 and family in SCHEME_FALLBACK:
+            other = _other(scheme)
+            second = await self._send_submit(url, payload, self._headers(other))
+            if second.status_code != 401:
+                self._switch(family, other)
+                return second
+        return response
+
+    async def get(
+        self,
+        path: str,
+        *,
+        family: Family,
+        kind: str,
+        params: dict[str, str] | None = None,
+        on_retry: Callable[[FalError], None] | None = None,
+    ) -> httpx.Response:
+        """A GET with retries (see `_get`); a 401 is tried once with the other auth scheme, as on a submit."""
+        scheme = self.schemes[family]
+        response = await self._get(path, kind=kind, params=params, on_retry=on_retry, scheme=scheme)
+        if response.status_code == 401 and family in SCHEME_FALLBACK:
+            other = _other(scheme)
+            second = await self._get(path, kind=kind, params=params, on_retry=on_retry, scheme=other)
+            if second.status_code != 401:
+                self._switch(family, other)
+                return second
+        return response
+
+    async def put(self, path: str, *, family: Family) -> httpx.Response:
+        """One PUT (a cancel), never retried; transport errors are raised as they come."""
+        request = self._http.build_request("PUT", self._url(path), headers=self._headers(self.schemes[family]))
+        return await self._read_capped(request, self._settings.request_timeout)
+
+    def _switch(self, family: Family, scheme: AuthScheme) -> None:
+        log.warning(
+            "the %s routes refused the '%s' auth scheme and accepted '%s'; using '%s' from now on (set it for good "
+            "with FAL_MCP_%s_AUTH=%s)",
+            family,
+            self.schemes[family],
+            scheme,
+            scheme,
+            family.upper(),
+            scheme,
+        )
+        self.schemes[family] = scheme
 
     # ---- transport ------------------------------------------------------------------------------
 
@@ -240,12 +149,13 @@ class FalQueueClient:
         """An answer with every configured key cut out of it (see `AnswerReader.scrub`)."""
         return self._answers.scrub(value, raw)
 
-    def status_path(self, endpoint_id: str, request_id: str) -> str:
-        return f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/status"
+    @property
+    def answers(self) -> AnswerReader:
+        return self._answers
 
-    def prepare(self, path: str) -> tuple[str, dict[str, str]]:
+    def prepare(self, path: str, family: Family) -> tuple[str, dict[str, str]]:
         """URL on the base host and auth headers for `path` (for the status stream, which reads incrementally)."""
-        return self._url(path), self._headers()
+        return self._url(path), self._headers(self.schemes[family])
 
     def _url(self, path: str) -> str:
         url = f"{self._base}/{path}"
@@ -254,14 +164,13 @@ class FalQueueClient:
             raise FalError("refusing to build a URL outside the configured base host")
         return url
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, scheme: AuthScheme) -> dict[str, str]:
         key = self._settings.api_key()
         if not key:
             raise MissingKeyError(missing_key_message(self._settings.provider))
-        return {"Authorization": f"Key {key}", "Content-Type": "application/json"}
+        return {"Authorization": f"{scheme} {key}", "Content-Type": "application/json"}
 
-    async def _send_submit(self, url: str, payload: bytes) -> httpx.Response:
-        headers = self._headers()
+    async def _send_submit(self, url: str, payload: bytes, headers: dict[str, str]) -> httpx.Response:
         timeout = httpx.Timeout(self._settings.submit_timeout, connect=self._settings.connect_timeout)
         deadline = time.monotonic() + self._settings.retry_deadline
         attempt = 0
@@ -299,12 +208,13 @@ class FalQueueClient:
         path: str,
         *,
         kind: str,
+        scheme: AuthScheme,
         params: dict[str, str] | None = None,
         on_retry: Callable[[FalError], None] | None = None,
     ) -> httpx.Response:
         """GET with retries on transport errors, 408/429/502/503/504, honouring Retry-After, within a deadline."""
         url = self._url(path)
-        headers = self._headers()
+        headers = self._headers(scheme)
         # Retries stop at the retry deadline, or earlier at the caller's own deadline (a bounded wait), so the
         # caller gets the reason instead of being cancelled in the middle of a backoff or of an attempt.
         outer = anyio.current_effective_deadline() - _DEADLINE_MARGIN
@@ -364,7 +274,7 @@ class FalQueueClient:
 
     async def _read_capped(self, request: httpx.Request, body_seconds: float) -> httpx.Response:
         """Send, then read the body within `body_seconds`, refusing answers larger than the configured limit
-        once decoded (BodyError: see server.fal.bodies).
+        once decoded (BodyError: see server.upstream.bodies).
 
         httpx's read timeout bounds each read, not the answer: a body trickling in small pieces, each in time,
         would otherwise hold the call for as long as the upstream likes. Running out of time raises ReadTimeout.
@@ -380,6 +290,10 @@ class FalQueueClient:
         if scope.cancelled_caught:
             raise httpx.ReadTimeout(f"the answer was not complete within {body_seconds:g} s", request=request)
         return decoded_response(response, content)
+
+
+def _other(scheme: AuthScheme) -> AuthScheme:
+    return "Bearer" if scheme == "Key" else "Key"
 
 
 def _backoff(attempt: int) -> float:
