@@ -54,8 +54,9 @@ def server_parameters() -> StdioServerParameters:
     `tools/` of the user's own cannot hide the installed package."""
     args = ["-P", "-m", "server", "--sandbox"]
     args += ["--sandbox-queue-seconds", str(QUEUE_SECONDS), "--sandbox-run-seconds", str(RUN_SECONDS)]
-    # Only where to save files is passed on (the child gets a minimal environment otherwise, and no key).
-    env = {name: os.environ[name] for name in ("FAL_MCP_DOWNLOAD_DIR",) if os.environ.get(name)}
+    # Only where to save files and where state lives are passed on (the child gets a minimal environment otherwise,
+    # and no key).
+    env = {name: os.environ[name] for name in ("FAL_MCP_DOWNLOAD_DIR", "FAL_MCP_STATE_DIR") if os.environ.get(name)}
     return StdioServerParameters(command=sys.executable, args=args, env=env)
 
 

@@ -238,7 +238,8 @@ def test_the_server_starts_from_a_shadowing_folder(shadowing_folder: Path, how: 
 
 def test_demo_runs_from_a_shadowing_folder_and_saves_the_video(shadowing_folder: Path, tmp_path: Path) -> None:
     downloads = tmp_path / "downloads"
-    env = {k: v for k, v in clean_env(FAL_MCP_DOWNLOAD_DIR=str(downloads)).items() if k != "PYTHONPATH"}
+    variables = {"FAL_MCP_DOWNLOAD_DIR": str(downloads), "FAL_MCP_STATE_DIR": str(tmp_path / "state")}
+    env = {k: v for k, v in clean_env(**variables).items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [_console_script(), "demo"], cwd=shadowing_folder, capture_output=True, timeout=120, env=env,
         stdin=subprocess.DEVNULL,

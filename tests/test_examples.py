@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_agent_client_example_runs(tmp_path: Path) -> None:
     # from a folder of the user's own whose server.py would hide the server from `python -m server`
     (tmp_path / "server.py").write_text("raise SystemExit('the user own server.py was imported')\n")
-    env = clean_env()
+    # its `--sandbox` server keeps the sandbox's state in the user state folder: a home of the test's own
+    env = clean_env(HOME=str(tmp_path / "home"))
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "agent_client.py")],
         capture_output=True,

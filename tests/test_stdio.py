@@ -14,6 +14,7 @@ from server.sandbox import Sandbox
 from tests.helpers import (
     SEED_INPUT,
     SEED_MODEL,
+    clean_env,
     server_env,
 )
 from tests.stdio_session import StdioSession
@@ -73,3 +74,29 @@ def test_stdout_carries_only_json_rpc_and_no_key(sandbox: Sandbox) -> None:
     assert refused["result"]["isError"] is True
     assert sandbox.config.key not in finished.stdout and sandbox.config.key not in finished.stderr
     assert finished.code == 0
+
+
+def test_a_sandbox_job_outlives_the_process_that_took_it(tmp_path: Path) -> None:
+    """A client that starts a server per call (the Inspector's CLI, LangChain's default client): the job submitted
+    through one `--sandbox` process is followed to its result through the next, on the same state folder."""
+    env = clean_env(FAL_MCP_STATE_DIR=str(tmp_path / "state"))
+    args = ("--sandbox", "--sandbox-queue-seconds", "0.2", "--sandbox-run-seconds", "0.4")
+    first = StdioSession(env, args)
+    try:
+        first.initialize("per-call")
+        submitted = first.call("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+    finally:
+        assert first.finish().code == 0
+    request_id = submitted["result"]["structuredContent"]["request_id"]
+    second = StdioSession(env, args)
+    try:
+        second.initialize("per-call")
+        status = second.call("get_fal_status", {"request_id": request_id})
+        result = second.call("get_fal_result", {"request_id": request_id, "wait_seconds": 30})
+    finally:
+        finished = second.finish()
+    assert status["result"]["isError"] is False, status
+    answer = result["result"]["structuredContent"]
+    assert answer["done"] is True, (answer, finished.stderr[-2000:])
+    assert answer["media"][0]["content_type"] == "video/mp4"
+    assert list((tmp_path / "state").iterdir()) == [tmp_path / "state" / "sandbox"]  # never the real ledger
