@@ -340,26 +340,13 @@ async def _serve_stdio(server: MCPServer[Runtime]) -> None:
     """Serve over stdin/stdout with the SDK's stdio transport, its I/O done on the event loop where both are pipes
     (see server/stdio_pipes.py). A write that finds no reader is the client gone (it closed its end, or ended
     without closing our stdin first): that ends serving as end of input does, quietly."""
+    from server.stdio_pipes import READER_GONE, stdout_gone
+
     try:
         await _serve_stdio_until_eof(server)
-    except* (BrokenPipeError, ConnectionResetError):
-        _client_left()
-
-
-def _client_left() -> None:
-    """Nothing can reach the client any more: point stdout at the null device, so that no later flush (the
-    interpreter's own, at exit) fails on the broken pipe and prints about it."""
-    logging.getLogger(__name__).info("the client closed its end of stdout: stopping")
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        return
-    try:
-        os.dup2(null, sys.stdout.fileno())
-    except (OSError, ValueError):  # no usable sys.stdout: nothing will flush into the pipe either
-        pass
-    finally:
-        os.close(null)
+    except* READER_GONE:
+        logging.getLogger(__name__).info("the client closed its end of stdout: stopping")
+        stdout_gone()
 
 
 async def _serve_stdio_until_eof(server: MCPServer[Runtime]) -> None:

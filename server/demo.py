@@ -21,6 +21,8 @@ from typing import Any, TextIO
 import anyio
 from mcp import Client, StdioServerParameters
 
+from server.stdio_pipes import READER_GONE, stdout_gone
+
 SEED_MODEL = "fal-ai/kling-video/v2.1/standard/image-to-video"
 SEED_INPUT = {
     "prompt": "A cat slowly turns its head toward the camera and blinks",
@@ -38,12 +40,18 @@ INTERRUPTED = 130
 
 def run_demo() -> int:
     signal.signal(signal.SIGINT, _interrupted)
-    return anyio.run(_demo)
+    code = 0
+    try:
+        code = anyio.run(_demo)
+    except* READER_GONE:
+        stdout_gone()  # `demo | head`: the reader has what it wanted; leaving the session ended the server
+    return code
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
-    """Ctrl-C ends the demo at once: it holds nothing worth a shutdown, and the server either gets the same Ctrl-C
-    from the terminal or sees its stdin close."""
+    """Ctrl-C ends the demo at once: it holds nothing worth a shutdown. The Ctrl-C reaches the demo alone (the SDK
+    starts the server in a session of its own, out of the terminal's process group); the server then sees its stdin
+    close, or its next write find no reader, and ends quietly (tests/test_cli.py checks both)."""
     sys.stdout.flush()
     print("\ndemo interrupted", file=sys.stderr, flush=True)
     os._exit(INTERRUPTED)

@@ -5,8 +5,10 @@ every mode, a bad setting answered by every call instead of a dead process, and 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -254,3 +256,59 @@ def test_demo_runs_from_a_shadowing_folder_and_saves_the_video(shadowing_folder:
     saved = Path(re.search(r"saved: (.+?) \(\d+ bytes", out)[1])  # type: ignore[index]
     assert saved.parent == downloads and saved.read_bytes()[4:8] == b"ftyp"  # an MP4 file, kept after the demo
     assert "claude mcp add fal-queue" in out.splitlines()[-2]
+
+
+def test_ctrl_c_during_the_demo_ends_it_quietly(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal goes to the foreground process group: the demo's. It ends the demo, which ends its
+    server, mid-wait, and nothing but "demo interrupted" reaches the terminal (the server's stderr is the demo's:
+    reading it to its end waits for the server too)."""
+    variables = {"FAL_MCP_DOWNLOAD_DIR": str(tmp_path / "downloads"), "FAL_MCP_STATE_DIR": str(tmp_path / "state")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(**variables),
+        start_new_session=True,  # a process group of its own, as a shell gives a command
+    )
+    assert demo.stdout is not None
+    try:
+        shown = []
+        for line in demo.stdout:
+            shown.append(line.decode())
+            if line.startswith(b"2. get_fal_result"):
+                break  # the wait has started
+        assert shown and shown[-1].startswith("2. get_fal_result"), "".join(shown)
+        os.killpg(demo.pid, signal.SIGINT)
+        _, err = demo.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+    text = err.decode(errors="replace")
+    assert "Traceback" not in text and "Error" not in text, text[-3000:]
+    assert text.strip() == "demo interrupted", text[-3000:]
+    assert demo.returncode == 130
+
+
+def test_the_demo_read_through_head_ends_quietly(tmp_path: Path) -> None:
+    """`fal-queue-mcp demo | head -1`: the reader of the demo's output leaves after one line. The demo's next line
+    finds no reader: it stops there, exit 0, nothing on stderr."""
+    variables = {"FAL_MCP_DOWNLOAD_DIR": str(tmp_path / "downloads"), "FAL_MCP_STATE_DIR": str(tmp_path / "state")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(**variables),
+    )
+    assert demo.stdout is not None and demo.stderr is not None
+    try:
+        assert demo.stdout.readline().startswith(b"fal-queue-mcp demo:")
+        demo.stdout.close()
+        err = demo.stderr.read().decode(errors="replace")  # to its end: the demo's server writes here too
+        code = demo.wait(timeout=60)
+    finally:
+        demo.kill()
+        demo.wait()
+    assert err == "" and code == 0, err[-3000:]
