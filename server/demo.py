@@ -15,10 +15,12 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 import anyio
+import platformdirs
 from mcp import Client, StdioServerParameters
 
 from server.stdio_pipes import READER_GONE, stdout_gone
@@ -68,8 +70,16 @@ def server_parameters() -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=args, env=env)
 
 
+def download_folder() -> Path:
+    """Where the server saves the demo's video: FAL_MCP_DOWNLOAD_DIR, else its default (tools/saving.py), which
+    the demo may not import (tests/test_cli.py checks the two agree)."""
+    chosen = os.environ.get("FAL_MCP_DOWNLOAD_DIR", "").strip()
+    return Path(chosen) if chosen else platformdirs.user_downloads_path() / "fal-queue-mcp"
+
+
 async def _demo() -> int:
-    _say("fal-queue-mcp demo: a scripted MCP session against the local sandbox (no key, no network, no cost)\n")
+    _say("fal-queue-mcp demo: a scripted MCP session against the local sandbox (no key, no network, no cost)")
+    _say(f"It saves the small sample video it makes in {download_folder()} (FAL_MCP_DOWNLOAD_DIR: elsewhere).\n")
     with anyio.fail_after(DEMO_TIMEOUT_SECONDS):
         async with Client(server_parameters()) as client:
             tools = (await client.list_tools()).tools
@@ -94,7 +104,7 @@ async def _demo() -> int:
                 return 1
             _say("   output: " + json.dumps(result.get("output"), indent=2).replace("\n", "\n   "))
             for saved in result.get("downloads", []):
-                _say(f"   saved: {saved['path']} ({saved['size']} bytes; the sandbox's URLs end with the demo)")
+                _say(f"   saved: {saved['path']} ({saved['size']} bytes; kept: the sandbox's URLs end with the demo)")
             for problem in result.get("download_problems", []):
                 _say(f"   not saved: {problem}")
     _say(

@@ -84,6 +84,19 @@ def test_in_a_terminal_it_says_what_it_waits_for_and_ctrl_c_ends_it(spawn, env, 
     assert process.interrupt() == 130
 
 
+def test_a_sandbox_start_leaves_nothing_in_the_temp_folder(spawn, env, tmp_path: Path) -> None:
+    """Each `--sandbox` start used to leave a ledger folder in the temp folder; its state is kept in the state
+    folder now (FAL_MCP_STATE_DIR here), and the temp folder is as it was before the start."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    process = spawn(["--sandbox"], env | {"TMPDIR": str(temp)})
+    process.send(initialize_request("temp"))
+    process.answer(1)
+    assert process.interrupt() == 130
+    assert sorted(temp.iterdir()) == []
+    assert (tmp_path / "state" / "sandbox" / "jobs.sqlite3").exists()
+
+
 def test_ctrl_c_ends_a_client_session_and_no_banner_goes_to_a_client(spawn, env) -> None:
     process = spawn([], env)
     process.send(initialize_request("client"))
@@ -255,7 +268,18 @@ def test_demo_runs_from_a_shadowing_folder_and_saves_the_video(shadowing_folder:
     assert re.search(r"^   (Queued|Running)\b", out, re.MULTILINE), out
     saved = Path(re.search(r"saved: (.+?) \(\d+ bytes", out)[1])  # type: ignore[index]
     assert saved.parent == downloads and saved.read_bytes()[4:8] == b"ftyp"  # an MP4 file, kept after the demo
+    assert f"It saves the small sample video it makes in {downloads} " in out.splitlines()[1]  # said first
     assert "claude mcp add fal-queue" in out.splitlines()[-2]
+
+
+def test_the_demo_names_the_folder_the_server_saves_in(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from server.demo import download_folder
+    from tools.saving import download_dir
+
+    monkeypatch.delenv("FAL_MCP_DOWNLOAD_DIR", raising=False)
+    assert download_folder() == download_dir(SimpleNamespace(settings=SimpleNamespace(download_dir=None)))
 
 
 def test_ctrl_c_during_the_demo_ends_it_quietly(tmp_path: Path) -> None:
