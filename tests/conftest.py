@@ -35,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or config.getoption("basetemp"):
         return
     run_temp = tempfile.mkdtemp(prefix="fal-mcp-")  # short: PostgreSQL's socket path lives below it
+    os.chmod(run_temp, 0o711)  # as the temp folder is: run as root, PostgreSQL's own user must reach its folder
     os.environ[RUN_TEMP_VARIABLE] = os.environ["TMPDIR"] = run_temp
     tempfile.tempdir = None  # read TMPDIR again
 
