@@ -136,7 +136,7 @@ class KlingRoutes:
             data["task_status_msg"] = (job.fail_with or "") if stage == "failed" else ""
             data["task_result"] = self._result(job, action) if stage == "succeeded" else None
         data["task_info"] = {"external_task_id": job.body.get("external_task_id")}
-        data["created_at"] = self._time(job.submitted_at)
+        data["created_at"] = self._time(job.created_wall)
         data["updated_at"] = self._time(changed)
         return data
 

@@ -89,7 +89,7 @@ class LumaRoutes:
             "prompt": job.body.get("user_prompt"),
             "state": STATE_WORDS[native.luma_states][stage],
             "queue_state": None,
-            "created_at": iso(job.submitted_at) if native.luma_times == "iso" else epoch_ms(job.submitted_at),
+            "created_at": iso(job.created_wall) if native.luma_times == "iso" else epoch_ms(job.created_wall),
             "batch_id": "",
             "video": video,
             "video_raw": raw,

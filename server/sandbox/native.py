@@ -126,13 +126,14 @@ class NativeJobs:
         """Where the job is now, and the wall time it got there (its `updated_at`)."""
         phase, _ = job_phase(job)
         if phase == "IN_QUEUE":
-            return "queued", job.submitted_at
+            return "queued", job.created_wall
         if phase == "IN_PROGRESS":
-            return "running", job.submitted_at + job.queue_seconds
-        return ("failed" if job.fail_with or job.cancelled else "succeeded"), job.completed_at
+            return "running", job.created_wall + job.queue_seconds
+        done = job.created_wall + job.queue_seconds + job.run_seconds
+        return ("failed" if job.fail_with or job.cancelled else "succeeded"), done
 
     def seconds_left(self, job: SandboxJob) -> int:
-        return max(0, round(job.completed_at - time.time()))
+        return max(0, round(job.created_wall + job.queue_seconds + job.run_seconds - time.time()))
 
     def media_url(self, job_id: str, name: str) -> str:
         return f"{self._sandbox.base_url}/files/{job_id}/{name}"
