@@ -130,14 +130,14 @@ async def _drive(sandbox: Sandbox, urls: list[str], outcome: Outcome, run_second
                 except Exception as exc:
                     outcome.errors.append(f"wait: {exc}")
                     return
-                returned = time.monotonic()
+                returned = time.time()  # the sandbox's job clock
                 if answer.is_error or answer.structured_content.get("done") is not True:
                     text = " ".join(getattr(block, "text", "") for block in answer.content)
                     outcome.errors.append(f"wait: not done ({text})")
                     return
                 outcome.answered += 1
                 job = sandbox.jobs[request_id]  # the sandbox runs in this process: completion time is exact
-                outcome.delays.append(returned - (job.submitted_at + QUEUE_SECONDS + sandbox.config.run_seconds))
+                outcome.delays.append(returned - job.completed_at)
 
             async with anyio.create_task_group() as group:
                 for index, request_id in submitted.items():

@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -58,6 +57,10 @@ examples:
 # Ctrl-C: the normal shutdown gets this long, then the process ends regardless (see `_stop_promptly_on_ctrl_c`).
 SHUTDOWN_GRACE_SECONDS = 0.5
 INTERRUPTED = 130  # the shell's code for "ended by SIGINT"
+# --sandbox keeps its ledger and its upstream's jobs in this folder of the state folder (see `sandbox_state_dir`)
+SANDBOX_FOLDER = "sandbox"
+SANDBOX_JOBS_FOLDER = "upstream-jobs"
+LOOPBACK = "http://127.0.0.1"  # a base URL that is never used: the state folder is all that is read first
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,8 +126,9 @@ def _main(argv: Sequence[str] | None, startup: StartupGC) -> int:
     config_error: str | None = None
     try:
         if args.sandbox:
-            sandbox = _start_sandbox(args)
-            settings = sandbox_settings(sandbox)
+            state = sandbox_state_dir(Settings.from_env(provider="fal", base_url=LOOPBACK).state_dir)
+            sandbox = _start_sandbox(args, state)
+            settings = sandbox_settings(sandbox, state)
         else:
             settings = Settings.from_env()
         _check_ledger(settings)
@@ -180,18 +184,34 @@ def _configuration_error(exc: SettingsError | StartupError) -> str:
     return text
 
 
-def _start_sandbox(args: argparse.Namespace) -> Sandbox:
+def sandbox_state_dir(state_dir: Path | None) -> Path:
+    """The sandbox's own folder inside the state folder (`state_dir`, default: the user state folder): its ledger
+    and its upstream's jobs, apart from the real ledger. It outlives the process on purpose: a client that starts a
+    server per call (the MCP Inspector's CLI, LangChain's default client) submits through one `--sandbox` process
+    and asks for the result through the next, which must know the job; the sandbox forgets jobs after fal's
+    retention."""
+    from server.jobs.ledger.sqlite import SqliteLedger
+
+    return SqliteLedger.default_path(state_dir).parent / SANDBOX_FOLDER
+
+
+def _start_sandbox(args: argparse.Namespace, state_dir: Path) -> Sandbox:
     from server.sandbox import Sandbox, SandboxConfig
     from tools.catalog.sandbox_rules import CatalogRules
 
-    config = SandboxConfig(queue_seconds=args.sandbox_queue_seconds, run_seconds=args.sandbox_run_seconds)
+    config = SandboxConfig(
+        queue_seconds=args.sandbox_queue_seconds,
+        run_seconds=args.sandbox_run_seconds,
+        jobs_dir=state_dir / SANDBOX_JOBS_FOLDER,
+    )
     sandbox = Sandbox(config, CatalogRules())
     sandbox.start()
     return sandbox
 
 
-def sandbox_settings(sandbox: Sandbox) -> Settings:
-    """Settings that point everything at the sandbox: its key, its storage, and a throwaway ledger."""
+def sandbox_settings(sandbox: Sandbox, state_dir: Path) -> Settings:
+    """Settings that point everything at the sandbox: its key, its storage, and the sandbox's own ledger in
+    `state_dir` (see `sandbox_state_dir`), never the real one."""
     from server.settings import Settings
 
     return Settings.from_env(
@@ -205,8 +225,8 @@ def sandbox_settings(sandbox: Sandbox) -> Settings:
         fal_key_secret=None,
         storage_token_base=sandbox.base_url,
         storage_upload_base=None,
-        # sandbox jobs end with the process: keep them out of the real ledger
-        state_dir=Path(tempfile.mkdtemp(prefix="fal-queue-mcp-sandbox-")),
+        state_dir=state_dir,
+        database_url=None,  # nor a shared PostgreSQL ledger
     )
 
 
@@ -320,26 +340,13 @@ async def _serve_stdio(server: MCPServer[Runtime]) -> None:
     """Serve over stdin/stdout with the SDK's stdio transport, its I/O done on the event loop where both are pipes
     (see server/stdio_pipes.py). A write that finds no reader is the client gone (it closed its end, or ended
     without closing our stdin first): that ends serving as end of input does, quietly."""
+    from server.stdio_pipes import READER_GONE, stdout_gone
+
     try:
         await _serve_stdio_until_eof(server)
-    except* (BrokenPipeError, ConnectionResetError):
-        _client_left()
-
-
-def _client_left() -> None:
-    """Nothing can reach the client any more: point stdout at the null device, so that no later flush (the
-    interpreter's own, at exit) fails on the broken pipe and prints about it."""
-    logging.getLogger(__name__).info("the client closed its end of stdout: stopping")
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        return
-    try:
-        os.dup2(null, sys.stdout.fileno())
-    except (OSError, ValueError):  # no usable sys.stdout: nothing will flush into the pipe either
-        pass
-    finally:
-        os.close(null)
+    except* READER_GONE:
+        logging.getLogger(__name__).info("the client closed its end of stdout: stopping")
+        stdout_gone()
 
 
 async def _serve_stdio_until_eof(server: MCPServer[Runtime]) -> None:

@@ -15,11 +15,15 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
 import anyio
+import platformdirs
 from mcp import Client, StdioServerParameters
+
+from server.stdio_pipes import READER_GONE, stdout_gone
 
 SEED_MODEL = "fal-ai/kling-video/v2.1/standard/image-to-video"
 SEED_INPUT = {
@@ -38,12 +42,18 @@ INTERRUPTED = 130
 
 def run_demo() -> int:
     signal.signal(signal.SIGINT, _interrupted)
-    return anyio.run(_demo)
+    code = 0
+    try:
+        code = anyio.run(_demo)
+    except* READER_GONE:
+        stdout_gone()  # `demo | head`: the reader has what it wanted; leaving the session ended the server
+    return code
 
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
-    """Ctrl-C ends the demo at once: it holds nothing worth a shutdown, and the server either gets the same Ctrl-C
-    from the terminal or sees its stdin close."""
+    """Ctrl-C ends the demo at once: it holds nothing worth a shutdown. The Ctrl-C reaches the demo alone (the SDK
+    starts the server in a session of its own, out of the terminal's process group); the server then sees its stdin
+    close, or its next write find no reader, and ends quietly (tests/test_cli.py checks both)."""
     sys.stdout.flush()
     print("\ndemo interrupted", file=sys.stderr, flush=True)
     os._exit(INTERRUPTED)
@@ -54,13 +64,22 @@ def server_parameters() -> StdioServerParameters:
     `tools/` of the user's own cannot hide the installed package."""
     args = ["-P", "-m", "server", "--sandbox"]
     args += ["--sandbox-queue-seconds", str(QUEUE_SECONDS), "--sandbox-run-seconds", str(RUN_SECONDS)]
-    # Only where to save files is passed on (the child gets a minimal environment otherwise, and no key).
-    env = {name: os.environ[name] for name in ("FAL_MCP_DOWNLOAD_DIR",) if os.environ.get(name)}
+    # Only where to save files and where state lives are passed on (the child gets a minimal environment otherwise,
+    # and no key).
+    env = {name: os.environ[name] for name in ("FAL_MCP_DOWNLOAD_DIR", "FAL_MCP_STATE_DIR") if os.environ.get(name)}
     return StdioServerParameters(command=sys.executable, args=args, env=env)
 
 
+def download_folder() -> Path:
+    """Where the server saves the demo's video: FAL_MCP_DOWNLOAD_DIR, else its default (tools/saving.py), which
+    the demo may not import (tests/test_cli.py checks the two agree)."""
+    chosen = os.environ.get("FAL_MCP_DOWNLOAD_DIR", "").strip()
+    return Path(chosen) if chosen else platformdirs.user_downloads_path() / "fal-queue-mcp"
+
+
 async def _demo() -> int:
-    _say("fal-queue-mcp demo: a scripted MCP session against the local sandbox (no key, no network, no cost)\n")
+    _say("fal-queue-mcp demo: a scripted MCP session against the local sandbox (no key, no network, no cost)")
+    _say(f"It saves the small sample video it makes in {download_folder()} (FAL_MCP_DOWNLOAD_DIR: elsewhere).\n")
     with anyio.fail_after(DEMO_TIMEOUT_SECONDS):
         async with Client(server_parameters()) as client:
             tools = (await client.list_tools()).tools
@@ -85,7 +104,7 @@ async def _demo() -> int:
                 return 1
             _say("   output: " + json.dumps(result.get("output"), indent=2).replace("\n", "\n   "))
             for saved in result.get("downloads", []):
-                _say(f"   saved: {saved['path']} ({saved['size']} bytes; the sandbox's URLs end with the demo)")
+                _say(f"   saved: {saved['path']} ({saved['size']} bytes; kept: the sandbox's URLs end with the demo)")
             for problem in result.get("download_problems", []):
                 _say(f"   not saved: {problem}")
     _say(

@@ -27,6 +27,8 @@ import anyio
 import anyio.to_thread
 
 READ_CHUNK = 64 * 1024
+# What a write to stdout raises once its reader has gone (SIGPIPE is ignored in Python: EPIPE, or a reset socket).
+READER_GONE = (BrokenPipeError, ConnectionResetError)
 
 
 class PipeLines:
@@ -158,3 +160,18 @@ def _put_back(wire_in: int, wire_out: int) -> None:
                 os.dup2(wire, fd)
             finally:
                 os.close(wire)
+
+
+def stdout_gone() -> None:
+    """Stdout's reader has gone (a client that left, `| head`): point fd 1 at the null device, so that no later
+    write or flush (the interpreter's own, at exit) fails on the broken pipe and prints about it."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, 1)
+    except OSError:
+        pass
+    finally:
+        os.close(null)

@@ -3,16 +3,75 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from server.sandbox import Sandbox, SandboxConfig
 from server.settings import Settings
-from tests.helpers import make_settings
+from tests.helpers import make_settings, remove_scratch_dirs
 from tools.catalog.sandbox_rules import CatalogRules
 
 pytest_plugins = ["tests.postgres"]  # PostgreSQL: one cluster per session, `postgres_url`, `backend`
+
+
+# ---- a run leaves nothing in the temp folder ------------------------------------------------------------------------
+
+# Set by the controlling process for its xdist workers and every server the tests start (they inherit TMPDIR): the
+# run's own temp folder. Everything the run puts in the temp folder lands there, apart from whatever else on the
+# machine uses the temp folder meanwhile, so its end can tell exactly what the run left behind.
+RUN_TEMP_VARIABLE = "PYTEST_FAL_MCP_TEMP"
+# Left there on purpose: pytest's own folders (tmp_path), and the PostgreSQL cluster, stopped and removed by
+# tests/postgres.py after the session ends.
+EXPECTED_IN_RUN_TEMP = ("pytest-of-", "fal-mcp-pg-")
+RUN_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(tryfirst=True)  # before tests/postgres.py makes its folder, and before pytest picks its own
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or config.getoption("basetemp"):
+        return
+    run_temp = tempfile.mkdtemp(prefix="fal-mcp-")  # short: PostgreSQL's socket path lives below it
+    os.chmod(run_temp, 0o711)  # as the temp folder is: run as root, PostgreSQL's own user must reach its folder
+    os.environ[RUN_TEMP_VARIABLE] = os.environ["TMPDIR"] = run_temp
+    tempfile.tempdir = None  # read TMPDIR again
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Each process removes its helpers' folders; then the controlling one (or the only one) fails the run if
+    anything else was left in the run's temp folder: a server start, a helper or a test that does not clean up."""
+    remove_scratch_dirs()
+    run_temp = os.environ.get(RUN_TEMP_VARIABLE)
+    if hasattr(session.config, "workerinput") or run_temp is None:
+        return
+    left = sorted(entry.name for entry in Path(run_temp).iterdir() if not entry.name.startswith(EXPECTED_IN_RUN_TEMP))
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_sep("=", "the run left these in the temp folder", red=True)
+            reporter.write_line(f"{run_temp}: {', '.join(left)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.config.stash[RUN_FAILED] = session.exitstatus not in (
+        pytest.ExitCode.OK,
+        pytest.ExitCode.NO_TESTS_COLLECTED,
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after tests/postgres.py has stopped its cluster
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A passing run removes its temp folder; a failing one keeps it (tmp_path folders help find out why)."""
+    run_temp = os.environ.pop(RUN_TEMP_VARIABLE, None)
+    if hasattr(config, "workerinput") or run_temp is None:
+        return
+    if config.stash.get(RUN_FAILED, False):
+        print(f"\nthis run's temp folder is kept for inspection: {run_temp}")
+    else:
+        shutil.rmtree(run_temp, ignore_errors=True)
 
 
 @pytest.fixture

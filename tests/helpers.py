@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,20 @@ SEED_INPUT: dict[str, Any] = {
     "aspect_ratio": "16:9",
 }
 TOOLS_LIST_LIMIT_BYTES = 16384  # what an assistant's context pays for the tools, every conversation
+_SCRATCH: list[Path] = []
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh folder for a helper that has no `tmp_path` at hand; all of them go at the end of the session
+    (tests/conftest.py), which checks that the run left nothing else behind."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    _SCRATCH.append(folder)
+    return folder
+
+
+def remove_scratch_dirs() -> None:
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
 
 
 def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
@@ -38,7 +53,7 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "request_timeout": 10.0,
         "submit_timeout": 10.0,
         # each server gets a ledger of its own; the watcher is tested on its own (it adds upstream requests)
-        "state_dir": Path(tempfile.mkdtemp(prefix="fal-mcp-test-")),
+        "state_dir": scratch_dir("fal-mcp-test-"),
         "watch_jobs": False,
     }
     values.update(overrides)
@@ -100,7 +115,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def server_env(sandbox: Sandbox, state_dir: Path | None = None, **extra: str) -> dict[str, str]:
     """Environment for a `python -m server` subprocess using the sandbox through UniAPI, with its own ledger."""
-    state = state_dir if state_dir is not None else Path(tempfile.mkdtemp(prefix="fal-mcp-stdio-"))
+    state = state_dir if state_dir is not None else scratch_dir("fal-mcp-stdio-")
     return clean_env(
         UNIAPI_KEY=sandbox.config.key,
         FAL_MCP_BASE_URL=sandbox.base_url,

@@ -71,8 +71,8 @@ async def test_the_view_resource_allows_media_from_fals_cdn_only(tmp_path: Path)
     assert content.meta["openai/widgetCSP"] == {"resource_domains": FAL_CDN, "connect_domains": []}
 
 
-async def test_under_sandbox_the_csp_admits_the_origin_its_media_come_from(sandbox: Sandbox) -> None:
-    settings = sandbox_settings(sandbox).model_copy(update={"watch_jobs": False})  # what `--sandbox` serves with
+async def test_under_sandbox_the_csp_admits_the_origin_its_media_come_from(sandbox: Sandbox, tmp_path: Path) -> None:
+    settings = sandbox_settings(sandbox, tmp_path).model_copy(update={"watch_jobs": False})  # what `--sandbox` uses
     async with connect(settings) as client:
         submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
         request_id = submitted.structured_content["request_id"]

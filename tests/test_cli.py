@@ -5,8 +5,10 @@ every mode, a bad setting answered by every call instead of a dead process, and 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -80,6 +82,19 @@ def test_in_a_terminal_it_says_what_it_waits_for_and_ctrl_c_ends_it(spawn, env, 
     process.send(initialize_request("terminal"))  # serving, not only announcing
     assert process.answer(1)["result"]["serverInfo"]["version"] == VERSION
     assert process.interrupt() == 130
+
+
+def test_a_sandbox_start_leaves_nothing_in_the_temp_folder(spawn, env, tmp_path: Path) -> None:
+    """Each `--sandbox` start used to leave a ledger folder in the temp folder; its state is kept in the state
+    folder now (FAL_MCP_STATE_DIR here), and the temp folder is as it was before the start."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    process = spawn(["--sandbox"], env | {"TMPDIR": str(temp)})
+    process.send(initialize_request("temp"))
+    process.answer(1)
+    assert process.interrupt() == 130
+    assert sorted(temp.iterdir()) == []
+    assert (tmp_path / "state" / "sandbox" / "jobs.sqlite3").exists()
 
 
 def test_ctrl_c_ends_a_client_session_and_no_banner_goes_to_a_client(spawn, env) -> None:
@@ -238,7 +253,8 @@ def test_the_server_starts_from_a_shadowing_folder(shadowing_folder: Path, how: 
 
 def test_demo_runs_from_a_shadowing_folder_and_saves_the_video(shadowing_folder: Path, tmp_path: Path) -> None:
     downloads = tmp_path / "downloads"
-    env = {k: v for k, v in clean_env(FAL_MCP_DOWNLOAD_DIR=str(downloads)).items() if k != "PYTHONPATH"}
+    variables = {"FAL_MCP_DOWNLOAD_DIR": str(downloads), "FAL_MCP_STATE_DIR": str(tmp_path / "state")}
+    env = {k: v for k, v in clean_env(**variables).items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [_console_script(), "demo"], cwd=shadowing_folder, capture_output=True, timeout=120, env=env,
         stdin=subprocess.DEVNULL,
@@ -252,4 +268,71 @@ def test_demo_runs_from_a_shadowing_folder_and_saves_the_video(shadowing_folder:
     assert re.search(r"^   (Queued|Running)\b", out, re.MULTILINE), out
     saved = Path(re.search(r"saved: (.+?) \(\d+ bytes", out)[1])  # type: ignore[index]
     assert saved.parent == downloads and saved.read_bytes()[4:8] == b"ftyp"  # an MP4 file, kept after the demo
+    assert f"It saves the small sample video it makes in {downloads} " in out.splitlines()[1]  # said first
     assert "claude mcp add fal-queue" in out.splitlines()[-2]
+
+
+def test_the_demo_names_the_folder_the_server_saves_in(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from server.demo import download_folder
+    from tools.saving import download_dir
+
+    monkeypatch.delenv("FAL_MCP_DOWNLOAD_DIR", raising=False)
+    assert download_folder() == download_dir(SimpleNamespace(settings=SimpleNamespace(download_dir=None)))
+
+
+def test_ctrl_c_during_the_demo_ends_it_quietly(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal goes to the foreground process group: the demo's. It ends the demo, which ends its
+    server, mid-wait, and nothing but "demo interrupted" reaches the terminal (the server's stderr is the demo's:
+    reading it to its end waits for the server too)."""
+    variables = {"FAL_MCP_DOWNLOAD_DIR": str(tmp_path / "downloads"), "FAL_MCP_STATE_DIR": str(tmp_path / "state")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(**variables),
+        start_new_session=True,  # a process group of its own, as a shell gives a command
+    )
+    assert demo.stdout is not None
+    try:
+        shown = []
+        for line in demo.stdout:
+            shown.append(line.decode())
+            if line.startswith(b"2. get_fal_result"):
+                break  # the wait has started
+        assert shown and shown[-1].startswith("2. get_fal_result"), "".join(shown)
+        os.killpg(demo.pid, signal.SIGINT)
+        _, err = demo.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+    text = err.decode(errors="replace")
+    assert "Traceback" not in text and "Error" not in text, text[-3000:]
+    assert text.strip() == "demo interrupted", text[-3000:]
+    assert demo.returncode == 130
+
+
+def test_the_demo_read_through_head_ends_quietly(tmp_path: Path) -> None:
+    """`fal-queue-mcp demo | head -1`: the reader of the demo's output leaves after one line. The demo's next line
+    finds no reader: it stops there, exit 0, nothing on stderr."""
+    variables = {"FAL_MCP_DOWNLOAD_DIR": str(tmp_path / "downloads"), "FAL_MCP_STATE_DIR": str(tmp_path / "state")}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "server", "demo"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(**variables),
+    )
+    assert demo.stdout is not None and demo.stderr is not None
+    try:
+        assert demo.stdout.readline().startswith(b"fal-queue-mcp demo:")
+        demo.stdout.close()
+        err = demo.stderr.read().decode(errors="replace")  # to its end: the demo's server writes here too
+        code = demo.wait(timeout=60)
+    finally:
+        demo.kill()
+        demo.wait()
+    assert err == "" and code == 0, err[-3000:]

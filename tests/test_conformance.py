@@ -147,12 +147,14 @@ def server(
     """`fal-queue-mcp --sandbox --transport http` on a free loopback port, with sessions or stateless."""
     mode: str = request.param
     port = free_port()
-    log = tmp_path_factory.mktemp("conformance") / "server.log"
+    folder = tmp_path_factory.mktemp("conformance")
+    log = folder / "server.log"
+    state = {"FAL_MCP_STATE_DIR": str(folder / "state")}  # the sandbox's ledger: not the user's state folder
     if mode == "sessions":
-        env = clean_env(FAL_MCP_HTTP_STATELESS="false")  # pinned, where that setting exists
+        env = clean_env(FAL_MCP_HTTP_STATELESS="false", **state)  # pinned, where that setting exists
         command = [sys.executable, "-m", "server", "--sandbox", "--transport", "http", "--port", str(port)]
     else:
-        env = clean_env()
+        env = clean_env(**state)
         command = [sys.executable, str(CONFORMANCE / "serve_stateless.py"), str(port)]
     with log.open("w") as output:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=env)

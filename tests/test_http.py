@@ -7,7 +7,6 @@ import contextlib
 import itertools
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from server.app import create_server
-from server.cli import main, sandbox_settings
+from server.cli import main, sandbox_settings, sandbox_state_dir
 from server.http_sessions import SessionLimits
 from server.http_transport import confine_local_files, http_app
 from server.sandbox import Sandbox
@@ -127,13 +126,15 @@ def test_the_command_line_turns_local_files_off_beyond_loopback(sandbox: Sandbox
     assert ("local files are off" in done.stderr) == (host == "0.0.0.0")
 
 
-def test_sandbox_settings_point_everything_at_the_sandbox(sandbox: Sandbox, monkeypatch) -> None:
+def test_sandbox_settings_point_everything_at_the_sandbox(sandbox: Sandbox, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("UNIAPI_KEY", "a-real-key-never-used")
-    monkeypatch.setenv("FAL_MCP_STATE_DIR", "/should/not/be/used")
-    settings = sandbox_settings(sandbox)
+    monkeypatch.setenv("FAL_MCP_DATABASE_URL", "postgresql://user:pw@db.invalid/real-ledger")
+    state = sandbox_state_dir(tmp_path / "state")
+    settings = sandbox_settings(sandbox, state)
     assert settings.base_url == sandbox.base_url == settings.storage_token_base
     assert settings.api_key() == sandbox.config.key and "a-real-key-never-used" not in settings.secrets()
-    assert settings.state_dir is not None and Path(tempfile.gettempdir()) in settings.state_dir.parents
+    # the sandbox's own ledger, beside the real one and never it
+    assert settings.state_dir == tmp_path / "state" / "sandbox" and settings.database_url is None
 
 
 def test_make_settings_helper_is_isolated(sandbox: Sandbox) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from server.jobs.watcher import Watcher
 from server.settings import Settings
 from server.upstream import kling, luma
 from server.upstream.ids import InvalidIdError, normalize_model_id, route_family_of, validate_request_id
-from tests.helpers import clean_env, connect, text_of
+from tests.helpers import clean_env, connect, scratch_dir, text_of
 from tests.native_fake import KEY, NativeFake, native_fake
 from tests.stdio_session import StdioSession
 from tools.submit import submit
@@ -45,8 +44,8 @@ def uniapi_settings(fake: NativeFake, state: Path | None = None, **overrides: An
         "provider": "uniapi",
         "base_url": fake.base_url,
         "uniapi_key": KEY,
-        "state_dir": state or Path(tempfile.mkdtemp(prefix="fal-mcp-native-")),
-        "download_dir": Path(tempfile.mkdtemp(prefix="fal-mcp-native-dl-")),
+        "state_dir": state or scratch_dir("fal-mcp-native-"),
+        "download_dir": scratch_dir("fal-mcp-native-dl-"),
         "watch_jobs": False,
         "poll_first_interval": 0.2,
         "poll_max_interval": 0.4,

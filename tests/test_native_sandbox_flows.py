@@ -5,7 +5,6 @@ one submit per job whatever happens to it, reads retried past transient faults, 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from server.app import open_runtime
 from server.errors import FalError, SubmitOutcomeUnknownError
 from server.sandbox import OTHER_DIALECT, Fault, NativeConfig, Sandbox, SandboxConfig
 from server.settings import Settings
-from tests.helpers import connect, text_of
+from tests.helpers import connect, scratch_dir, text_of
 from tools.follow import result
 from tools.submit import submit
 
@@ -45,8 +44,8 @@ def settings_for(sandbox: Sandbox, state: Path | None = None, **overrides: Any) 
         "provider": "uniapi",
         "base_url": sandbox.base_url,
         "uniapi_key": sandbox.config.key,
-        "state_dir": state or Path(tempfile.mkdtemp(prefix="fal-mcp-native-sb-")),
-        "download_dir": Path(tempfile.mkdtemp(prefix="fal-mcp-native-sb-dl-")),
+        "state_dir": state or scratch_dir("fal-mcp-native-sb-"),
+        "download_dir": scratch_dir("fal-mcp-native-sb-dl-"),
         "watch_jobs": False,
         "poll_first_interval": 0.2,
         "poll_max_interval": 0.4,
@@ -170,12 +169,12 @@ async def test_fal_errors_name_no_key_on_native_routes() -> None:
                 assert "failed" in failed.value.message and sandbox.config.key not in failed.value.message
 
 
-async def test_sandbox_mode_serves_every_route_family() -> None:
+async def test_sandbox_mode_serves_every_route_family(tmp_path: Path) -> None:
     """`--sandbox` speaks all three families, so it is configured as UniAPI (with the sandbox's key for storage)."""
     from server.cli import sandbox_settings
 
     with Sandbox(SandboxConfig(queue_seconds=0.1, run_seconds=0.2)) as sandbox:
-        settings = sandbox_settings(sandbox).model_copy(update={"watch_jobs": False})
+        settings = sandbox_settings(sandbox, tmp_path).model_copy(update={"watch_jobs": False})
         async with connect(settings) as client:
             for model in (T2V, LUMA, "fal-ai/kling-video/v2.1/standard/image-to-video"):
                 body = BODIES.get(model, {"prompt": "p", "image_url": "https://example.com/i.png"})

@@ -11,7 +11,6 @@ invalid UTF-8 is replaced, not fatal; an unknown method gets -32601; a stray res
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +155,8 @@ def test_flood_of_garbage_then_a_request(sandbox: Sandbox, tmp_path: Path) -> No
     assert code == 0 and "Traceback" not in stderr
 
 
-def test_input_ending_mid_message_is_a_clean_exit(sandbox: Sandbox) -> None:
-    state = Path(tempfile.mkdtemp(prefix="fal-mcp-garbage-"))
+def test_input_ending_mid_message_is_a_clean_exit(sandbox: Sandbox, tmp_path: Path) -> None:
+    state = tmp_path / "state"
     session = StdioSession(_env(sandbox, state))
     session.send(
         [jsonrpc_line(INITIALIZE), jsonrpc_line(INITIALIZED), b'{"jsonrpc": "2.0", "id": 300, "method": "tools/li']

@@ -19,9 +19,10 @@ variant, so a client can be tested against each. The knobs (pass `Sandbox(config
 
 `OTHER_DIALECT` sets every knob to its other value: the deliberately different fake of the contract tests.
 
-Jobs live in the sandbox's own job book (`Sandbox.jobs`, `server/sandbox/jobs.py`) and move by the clock as the fal
-jobs do: queued for `queue_seconds`, running for `run_seconds`, then done; `Sandbox.finish_now`, `Sandbox.expire`,
-`Sandbox.fail_next` and `FAIL_MARKER` in the prompt work on them too. Their outputs are the sandbox's own playable
+Jobs live in the sandbox's own job book (`Sandbox.jobs`, a `JobBook`: server/sandbox/book.py, shared by every sandbox
+on one jobs folder) and move by the clock as the fal jobs do (server/sandbox/jobs.py): queued for `queue_seconds`,
+running for `run_seconds`, then done; `Sandbox.finish_now`, `Sandbox.expire`, `Sandbox.fail_next` and `FAIL_MARKER`
+in the prompt work on them too. Their outputs are the sandbox's own playable
 media, served from `/files/{job id}/{name}` (server/sandbox/media.py).
 """
 
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.sandbox.jobs import SandboxJob, job_phase
+from server.sandbox.jobs import SandboxJob, job_phase, new_job
 
 if TYPE_CHECKING:
     from server.sandbox.upstream import Sandbox
@@ -112,7 +113,7 @@ class NativeJobs:
             fail = self._sandbox.fail_next.pop(0) if self._sandbox.fail_next else None
             if fail is None and isinstance(prompt, str) and FAIL_MARKER in prompt:
                 fail = FAIL_REASON
-            job = SandboxJob(job_id, route, body, time.monotonic(), queue_position=0, fail_with=fail)
+            job = new_job(job_id, route, body, self._sandbox.config, fail_with=fail)
             self._sandbox.jobs[job_id] = job
         return job
 
@@ -123,20 +124,16 @@ class NativeJobs:
 
     def stage(self, job: SandboxJob) -> tuple[Stage, float]:
         """Where the job is now, and the wall time it got there (its `updated_at`)."""
-        config = self._sandbox.config
-        with self._sandbox._lock:
-            phase, _ = job_phase(job, config, time.monotonic())
+        phase, _ = job_phase(job)
         if phase == "IN_QUEUE":
             return "queued", job.created_wall
         if phase == "IN_PROGRESS":
-            return "running", job.created_wall + config.queue_seconds
-        done = job.created_wall + config.queue_seconds + config.run_seconds
+            return "running", job.created_wall + job.queue_seconds
+        done = job.created_wall + job.queue_seconds + job.run_seconds
         return ("failed" if job.fail_with or job.cancelled else "succeeded"), done
 
     def seconds_left(self, job: SandboxJob) -> int:
-        config = self._sandbox.config
-        left = job.created_wall + config.queue_seconds + config.run_seconds - time.time()
-        return max(0, round(left))
+        return max(0, round(job.created_wall + job.queue_seconds + job.run_seconds - time.time()))
 
     def media_url(self, job_id: str, name: str) -> str:
         return f"{self._sandbox.base_url}/files/{job_id}/{name}"

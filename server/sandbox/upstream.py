@@ -1,11 +1,14 @@
 """A local upstream that speaks fal's queue protocol, for the demo and the tests (no key, no network).
 
 A real HTTP server on 127.0.0.1 (ephemeral port) in a background thread. Jobs move IN_QUEUE -> IN_PROGRESS
-(with log lines) -> COMPLETED over configurable times. What is specific to each model comes from `ModelRules`
-(the catalog provides them, see `tools.catalog.sandbox_rules`): submits are validated with the same classes the
-MCP tools use, so a bad input gets fal's 422, and outputs have each model's shape. Without rules any input is
-accepted and every output is a video. Every request is recorded for tests to inspect. UniAPI's native Kling and
-Luma routes are served beside them (server/sandbox/kling.py, luma.py; their dialect knobs in native.py).
+(with log lines) -> COMPLETED over configurable times, each job's life following from its record and the clock
+(`server/sandbox/jobs.py`). The records live in a `JobBook` (`server/sandbox/book.py`): with
+`SandboxConfig.jobs_dir` in a folder, so every sandbox started on it answers for every job. What is specific to
+each model comes from `ModelRules` (the catalog provides them, see `tools.catalog.sandbox_rules`): submits are
+validated with the same classes the MCP tools use, so a bad input gets fal's 422, and outputs have each model's
+shape. Without rules any input is accepted and every output is a video. Every request is recorded for tests to
+inspect. UniAPI's native Kling and Luma routes are served beside them (server/sandbox/kling.py, luma.py; their
+dialect knobs in native.py), their jobs kept in the same book.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from server.sandbox import media as media_files
+from server.sandbox.book import JobBook
 from server.sandbox.faults import DroppingConnections, Fault, FaultBook
-from server.sandbox.jobs import SandboxConfig, SandboxJob, job_logs, job_phase
+from server.sandbox.jobs import SandboxConfig, SandboxJob, job_logs, job_phase, new_job
 from server.sandbox.kling import kling_routes
 from server.sandbox.luma import luma_routes
 from server.sandbox.native import FAIL_MARKER, NativeConfig
@@ -85,7 +89,7 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self.native = native or NativeConfig()  # the Kling and Luma routes' dialect (server/sandbox/native.py)
         self.rules = rules
-        self.jobs: dict[str, SandboxJob] = {}
+        self.jobs = JobBook(self.config.jobs_dir)
         self.requests: list[SeenRequest] = []
         self.fail_next: list[str] = []  # error messages for the next submitted jobs to fail with
         self._faults = FaultBook()
@@ -142,12 +146,13 @@ class Sandbox:
     def finish_now(self, request_id: str) -> None:
         with self._lock:
             job = self.jobs[request_id]
-            job.submitted_at -= self.config.queue_seconds + self.config.run_seconds
+            job.submitted_at -= job.queue_seconds + job.run_seconds
+            self.jobs[request_id] = job
 
     # ---- job model ------------------------------------------------------------------------------
 
     def _status_body(self, job: SandboxJob, now: float) -> tuple[int, dict[str, Any]]:
-        phase, elapsed = job_phase(job, self.config, now)
+        phase, elapsed = job_phase(job, now)
         body: dict[str, Any] = {"status": phase, "request_id": job.request_id}
         base = self._advertised_base()
         body["response_url"] = f"{base}/{app_id(job.endpoint_id)}/requests/{job.request_id}"
@@ -159,7 +164,7 @@ class Sandbox:
         body["logs"] = job_logs(job, self.config, elapsed)
         if phase == "IN_PROGRESS":
             return (200 if self.config.flavor == "uniapi" else 202), body
-        body["metrics"] = {"inference_time": self.config.run_seconds}
+        body["metrics"] = {"inference_time": job.run_seconds}
         error = "Request was cancelled" if job.cancelled else job.fail_with
         if error:
             body["error"] = error
@@ -283,8 +288,10 @@ class Sandbox:
             fail = self.fail_next.pop(0) if self.fail_next else None
             if fail is None and isinstance(prompt, str) and FAIL_MARKER in prompt:
                 fail = "The model failed to generate this clip (sandbox failure requested)"
-            waiting = sum(1 for j in self.jobs.values() if j.completed_at is None)
-            job = SandboxJob(request_id, endpoint_id, body, time.monotonic(), queue_position=waiting, fail_with=fail)
+            self.jobs.prune(self.config.retention_seconds)
+            now = time.time()
+            waiting = sum(1 for j in self.jobs.values() if j.completed_at > now)
+            job = new_job(request_id, endpoint_id, body, self.config, queue_position=waiting, fail_with=fail)
             self.jobs[request_id] = job
         answer: dict[str, Any] = {
             "status": "IN_QUEUE",
@@ -303,7 +310,7 @@ class Sandbox:
         job = self.jobs.get(request.path_params["request_id"])
         if job is None or app_id(job.endpoint_id) != request.path_params["path"]:
             return None
-        if job.completed_at is not None and time.monotonic() - job.completed_at > self.config.retention_seconds:
+        if time.time() - job.completed_at > self.config.retention_seconds:
             return None
         return job
 
@@ -312,7 +319,7 @@ class Sandbox:
         if isinstance(job, Response):
             return job
         with self._lock:
-            code, body = self._status_body(job, time.monotonic())
+            code, body = self._status_body(job, time.time())
         if request.query_params.get("logs") != "1":
             body.pop("logs", None)
         return JSONResponse(body, status_code=code)
@@ -332,7 +339,8 @@ class Sandbox:
         quiet_since = time.monotonic()
         while True:
             with self._lock:
-                _, body = self._status_body(job, time.monotonic())
+                job = self.jobs.get(job.request_id) or job  # a cancel (from any process) shows at once
+                _, body = self._status_body(job, time.time())
             if not with_logs:
                 body.pop("logs", None)
             signature = (body["status"], len(body.get("logs") or []))
@@ -352,8 +360,7 @@ class Sandbox:
         job = await self._job(request)
         if isinstance(job, Response):
             return job
-        with self._lock:
-            phase, _ = job_phase(job, self.config, time.monotonic())
+        phase, _ = job_phase(job)
         if phase != "COMPLETED":
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
         if job.cancelled:
@@ -380,10 +387,11 @@ class Sandbox:
         if isinstance(job, Response):
             return job
         with self._lock:
-            phase, _ = job_phase(job, self.config, time.monotonic())
+            phase, _ = job_phase(job)
             if phase == "COMPLETED":
                 return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
-            job.cancelled = True
+            job.cancelled_at = time.time()
+            self.jobs[job.request_id] = job
         return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
 
     async def _file(self, request: Request) -> Response:

@@ -8,14 +8,16 @@ import sys
 import uvicorn
 
 from server.app import create_server
-from server.cli import sandbox_settings
+from server.cli import sandbox_settings, sandbox_state_dir
 from server.http_transport import http_app
 from server.sandbox import Sandbox, SandboxConfig
+from server.settings import Settings
 from tools.catalog.sandbox_rules import CatalogRules
 
 if __name__ == "__main__":
     with Sandbox(SandboxConfig(), CatalogRules()) as sandbox:
         # No session to push on: resources/subscribe is not served (nor declared) at 2025-11-25.
-        server = create_server(sandbox_settings(sandbox), legacy_subscriptions=False)
+        state = sandbox_state_dir(Settings.from_env(provider="fal", base_url=sandbox.base_url).state_dir)
+        server = create_server(sandbox_settings(sandbox, state), legacy_subscriptions=False)
         app = http_app(server, host="127.0.0.1", token=None, stateless=True)
         uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
