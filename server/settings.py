@@ -87,6 +87,15 @@ ENV_NAMES: dict[str, str] = {
     "fal_auth": "FAL_MCP_FAL_AUTH",
     "kling_auth": "FAL_MCP_KLING_AUTH",
     "luma_auth": "FAL_MCP_LUMA_AUTH",
+    "prices_file": "FAL_MCP_PRICES",
+    "platform_url": "FAL_MCP_PLATFORM_URL",
+    "price_cache_seconds": "FAL_MCP_PRICE_CACHE_SECONDS",
+    "pricing_timeout": "FAL_MCP_PRICING_TIMEOUT",
+    "max_job_cost": "FAL_MCP_MAX_JOB_COST",
+    "daily_budget": "FAL_MCP_DAILY_BUDGET",
+    "confirm_above": "FAL_MCP_CONFIRM_ABOVE",
+    "allow_unpriced": "FAL_MCP_ALLOW_UNPRICED",
+    "time_zone": "FAL_MCP_TIME_ZONE",
 }
 
 
@@ -210,6 +219,15 @@ class Settings(BaseModel):
     fal_auth: AuthScheme = Field("Key", description="auth scheme on the fal queue route: Key or Bearer")
     kling_auth: AuthScheme = Field("Bearer", description="auth scheme on UniAPI's Kling routes: Bearer or Key")
     luma_auth: AuthScheme = Field("Bearer", description="auth scheme on UniAPI's Luma routes: Bearer or Key")
+    prices_file: Path | None = Field(None, description="JSON price table; overrides fal's prices (UniAPI's rates)")
+    platform_url: str = Field("https://api.fal.ai/v1", description="fal's platform API (prices; needs a fal key)")
+    price_cache_seconds: float = Field(86400.0, ge=0, le=30 * 86400, description="how long a fetched price is kept")
+    pricing_timeout: float = Field(3.0, gt=0, le=60, description="seconds a price lookup may add to a submit")
+    max_job_cost: float | None = Field(None, ge=0, description="USD one job may cost at most (estimate)")
+    daily_budget: float | None = Field(None, ge=0, description="USD all jobs of one day may cost at most")
+    confirm_above: float | None = Field(None, ge=0, description="USD above which the user is asked first")
+    allow_unpriced: bool = Field(False, description="with a cap set, still submit models whose price is unknown")
+    time_zone: str = Field("UTC", description="the time zone whose days the daily budget counts")
 
     @field_validator("database_url")
     @classmethod
@@ -246,6 +264,22 @@ class Settings(BaseModel):
     @classmethod
     def _check_storage_base(cls, value: str | None) -> str | None:
         return None if value is None else _checked_base(value)
+
+    @field_validator("platform_url")
+    @classmethod
+    def _check_platform_url(cls, value: str) -> str:
+        return _checked_base(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _check_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name such as UTC or Europe/Paris") from None
+        return value
 
     @field_validator("base_url")
     @classmethod
