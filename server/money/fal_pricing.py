@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from server.money.prices import FAL_PREFIX, Price, normalize_unit, price_key
+from server.money.small_json import SmallJsonUnavailable, get_small_json
 
 PRICING_SOURCE = "fal pricing API"
 MAX_IDS_PER_CALL = 50  # the API's own limit
@@ -28,31 +29,18 @@ async def fetch_fal_prices(
 ) -> dict[str, Price]:
     """Prices of up to `MAX_IDS_PER_CALL` models, keyed by `price_key`; a model fal does not price is absent."""
     ids = [FAL_PREFIX + price_key(model_id) for model_id in model_ids[:MAX_IDS_PER_CALL]]
-    request = http.build_request(
-        "GET",
-        f"{platform_url.rstrip('/')}/models/pricing",
-        params=[("endpoint_id", endpoint) for endpoint in ids],
-        headers={"Authorization": f"Key {key}", "Accept": "application/json", "Accept-Encoding": "identity"},
-        timeout=httpx.Timeout(seconds),
-    )
     try:
-        response = await http.send(request, stream=True)
-        try:
-            if response.status_code != 200:
-                raise PricingUnavailable(f"the pricing API answered HTTP {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_PRICING_ANSWER_BYTES:
-                    raise PricingUnavailable(f"the pricing API's answer was over {MAX_PRICING_ANSWER_BYTES} bytes")
-        finally:
-            await response.aclose()
-    except httpx.HTTPError as exc:
-        raise PricingUnavailable(f"the pricing API could not be reached ({type(exc).__name__})") from None
-    try:
-        data = httpx.Response(200, content=bytes(body)).json()
-    except ValueError:
-        raise PricingUnavailable("the pricing API's answer was not JSON") from None
+        data = await get_small_json(
+            http,
+            f"{platform_url.rstrip('/')}/models/pricing",
+            params=[("endpoint_id", endpoint) for endpoint in ids],
+            headers={"Authorization": f"Key {key}"},
+            seconds=seconds,
+            max_bytes=MAX_PRICING_ANSWER_BYTES,
+            what="the pricing API",
+        )
+    except SmallJsonUnavailable as exc:
+        raise PricingUnavailable(str(exc)) from None
     return parse_prices(data, as_of=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
