@@ -1,11 +1,14 @@
-"""One bounded GET of a small JSON answer (prices, balances): a time limit, a size limit, no compression, and
-every failure one exception whose message says what happened (never the key, which travels in a header)."""
+"""One bounded GET of a small JSON answer (prices, balances): a time limit, a size limit counted in decoded bytes
+(`server.fal.bodies`, as every upstream read), and every failure one exception whose message says what happened
+(never the key, which travels in a header)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx
+
+from server.fal.bodies import ACCEPT_ENCODING, BodyError, read_decoded
 
 
 class SmallJsonUnavailable(Exception):
@@ -26,7 +29,7 @@ async def get_small_json(
         "GET",
         url,
         params=params,
-        headers={**headers, "Accept": "application/json", "Accept-Encoding": "identity"},
+        headers={**headers, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING},
         timeout=httpx.Timeout(seconds),
     )
     try:
@@ -34,18 +37,14 @@ async def get_small_json(
         try:
             if response.status_code != 200:
                 raise SmallJsonUnavailable(f"{what} answered HTTP {response.status_code}")
-            if response.headers.get("content-encoding", "identity").lower() != "identity":
-                raise SmallJsonUnavailable(f"{what} answered compressed, which was not asked for")
-            body = bytearray()
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise SmallJsonUnavailable(f"{what}'s answer was over {max_bytes} bytes")
+            body = await read_decoded(response, max_bytes)
+        except BodyError as exc:
+            raise SmallJsonUnavailable(f"{what}'s answer was {exc.reason}") from None
         finally:
             await response.aclose()
     except httpx.HTTPError as exc:
         raise SmallJsonUnavailable(f"{what} could not be reached ({type(exc).__name__})") from None
     try:
-        return httpx.Response(200, content=bytes(body)).json()
+        return httpx.Response(200, content=body).json()
     except ValueError:
         raise SmallJsonUnavailable(f"{what}'s answer was not JSON") from None
