@@ -121,10 +121,10 @@ class _Cache:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[Price, float]] = {}
 
-    def cached_price(self, key: str) -> tuple[Price, float] | None:
+    async def cached_price(self, key: str) -> tuple[Price, float] | None:
         return self.rows.get(key)
 
-    def cache_price(self, key: str, price: Price, fetched_at: float) -> None:
+    async def cache_price(self, key: str, price: Price, fetched_at: float) -> None:
         self.rows[key] = (price, fetched_at)
 
 
@@ -157,7 +157,7 @@ async def test_book_falls_back_when_the_api_fails_and_says_so() -> None:
         raise PricingUnavailable("the pricing API answered HTTP 503")
 
     cache = _Cache()
-    cache.cache_price(price_key(VEO), _price("second", 0.4, "fal pricing API"), 0.0)
+    await cache.cache_price(price_key(VEO), _price("second", 0.4, "fal pricing API"), 0.0)
     book = PriceBook({}, cache, failing, max_age=10, clock=lambda: 1000.0)
     stale = await book.lookup(VEO)
     assert stale.price is not None and stale.note is not None and "HTTP 503" in stale.note

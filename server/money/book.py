@@ -25,10 +25,10 @@ Fetch = Callable[[list[str]], Awaitable[dict[str, Price]]]
 class PriceCache(Protocol):
     """Where fetched prices are kept (the ledger's database, shared by every instance)."""
 
-    def cached_price(self, key: str) -> tuple[Price, float] | None:
+    async def cached_price(self, key: str) -> tuple[Price, float] | None:
         """The price and when it was fetched (epoch seconds), or None."""
 
-    def cache_price(self, key: str, price: Price, fetched_at: float) -> None: ...
+    async def cache_price(self, key: str, price: Price, fetched_at: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class PriceBook:
         key = price_key(model_id)
         if key in self._table:
             return PriceLookup(self._table[key])
-        cached = self._cache.cached_price(key) if self._cache else None
+        cached = await self._cache.cached_price(key) if self._cache else None
         if cached and self._clock() - cached[1] < self._max_age:
             return PriceLookup(cached[0])
         if self._fetch is None:
@@ -74,7 +74,7 @@ class PriceBook:
             return PriceLookup(None, f"no price is known for this model: {exc}")
         for fetched_key, price in fetched.items():
             if self._cache:
-                self._cache.cache_price(fetched_key, price, self._clock())
+                await self._cache.cache_price(fetched_key, price, self._clock())
         if key in fetched:
             return PriceLookup(fetched[key])
         return PriceLookup(None, "no price is known for this model: fal's pricing API does not list it")
