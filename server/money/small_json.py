@@ -1,5 +1,5 @@
 """One bounded GET of a small JSON answer (prices, balances): a time limit, a size limit counted in decoded bytes
-(`server.fal.bodies`, as every upstream read), and every failure one exception whose message says what happened
+(`server.upstream.bodies`, as every upstream read), and every failure one exception whose message says what happened
 (never the key, which travels in a header)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from server.fal.bodies import ACCEPT_ENCODING, BodyError, read_decoded
+from server.upstream.bodies import ACCEPT_ENCODING, BodyError, read_decoded
 
 
 class SmallJsonUnavailable(Exception):
