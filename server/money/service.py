@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BALANCE_CACHE_SECONDS = 60.0  # a balance is asked at most this often (it only warns; it never gates)
-# Estimate of a job (the quantity priced and how it was read) -> its units, given the input; from the catalog.
-QuantityOf = Callable[[str, dict[str, Any], str], "tuple[float, str] | None"]
+# How many of a unit an input makes, and how that was read from it (e.g. (5.0, "duration '5'")); None when the input
+# does not tell. The catalog's typed models answer it (tools.catalog.quantity): the money service knows no catalog.
+CountUnits = Callable[[str], "tuple[float, str] | None"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,6 @@ class Money:
         settings: Settings,
         jobs: Jobs,
         http: Callable[[], httpx.AsyncClient],
-        quantity: QuantityOf,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -103,7 +103,6 @@ class Money:
         self.caps = Caps(settings.max_job_cost, settings.daily_budget, settings.allow_unpriced, settings.time_zone)
         self._jobs = jobs
         self._http = http
-        self._quantity = quantity
         self._clock = clock
         self._book: PriceBook | None = None
         self._balance: tuple[Balance | None, float] | None = None
@@ -129,12 +128,12 @@ class Money:
             self._book = PriceBook(table, cache, fetch, max_age=self.settings.price_cache_seconds, clock=self._clock)
         return self._book
 
-    async def quote(self, model_id: str, body: dict[str, Any]) -> Quote:
+    async def quote(self, model_id: str, count: CountUnits) -> Quote:
         looked_up = await self.book.lookup(model_id)
         price = looked_up.price
         if price is None:
             return Quote(None, looked_up.note)
-        counted = self._quantity(model_id, body, price.unit)
+        counted = count(price.unit)
         if counted is None:
             return Quote(
                 None,
