@@ -21,6 +21,7 @@ Provider = Literal["uniapi", "fal"]
 # How the key is presented, `Authorization: <scheme> <key>`: per route family (see the `*_auth` settings).
 AuthScheme = Literal["Key", "Bearer"]
 
+FAL_PLATFORM_URL = "https://api.fal.ai/v1"  # fal's platform API: prices, account credits
 PROVIDER_BASE_URLS: dict[Provider, str] = {
     "uniapi": "https://api.uniapi.io",
     "fal": "https://queue.fal.run",
@@ -220,7 +221,7 @@ class Settings(BaseModel):
     kling_auth: AuthScheme = Field("Bearer", description="auth scheme on UniAPI's Kling routes: Bearer or Key")
     luma_auth: AuthScheme = Field("Bearer", description="auth scheme on UniAPI's Luma routes: Bearer or Key")
     prices_file: Path | None = Field(None, description="JSON price table; overrides fal's prices (UniAPI's rates)")
-    platform_url: str = Field("https://api.fal.ai/v1", description="fal's platform API (prices; needs a fal key)")
+    platform_url: str = Field(FAL_PLATFORM_URL, description="fal's platform API (prices; needs a fal key)")
     price_cache_seconds: float = Field(86400.0, ge=0, le=30 * 86400, description="how long a fetched price is kept")
     pricing_timeout: float = Field(3.0, gt=0, le=60, description="seconds a price lookup may add to a submit")
     max_job_cost: float | None = Field(None, ge=0, description="USD one job may cost at most (estimate)")
@@ -285,6 +286,13 @@ class Settings(BaseModel):
     @classmethod
     def _check_base_url(cls, value: str) -> str:
         return _checked_base(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _platform_beside_a_local_upstream(cls, values: object) -> object:
+        if isinstance(values, dict) and values.get("platform_url") is None:
+            return {**values, "platform_url": _default_platform(values.get("base_url"))}
+        return values
 
     @model_validator(mode="after")
     def _check_fal_key_pair(self) -> Settings:
@@ -388,6 +396,15 @@ def _without_credentials(url: str) -> str:
     shown = _USER_INFO.sub(lambda match: f"{match.group(1) or ''}***@", url, count=1)
     cut = min((i for i in (shown.find("?"), shown.find("#")) if i >= 0), default=-1)
     return shown if cut < 0 else shown[:cut] + "?..."
+
+
+def _default_platform(base_url: object) -> str:
+    """fal's platform API (prices, credits); beside a loopback upstream (the sandbox, a test double) it is that
+    upstream's /v1, so a local setup never sends a fal key out to the real platform."""
+    host = urlsplit(base_url).hostname if isinstance(base_url, str) else None
+    if host and is_loopback_host(host):
+        return str(base_url).rstrip("/") + "/v1"
+    return FAL_PLATFORM_URL
 
 
 def _default_provider(raw: Mapping[str, object]) -> str:

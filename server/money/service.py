@@ -165,6 +165,13 @@ class Money:
 
         return Charge(quote.as_json(), usd, day, check)
 
+    async def check_day_now(self, charge: Charge) -> None:
+        """A dry run's look at the daily budget: the check a submit would run, on today's spend as it stands (not a
+        reservation: a real submit checks again, atomically)."""
+        if charge.check is not None:
+            lines = await self._jobs.db(self._jobs.ledger.spend, since_day=charge.day)
+            charge.check(sum(line.usd for line in lines if line.day == charge.day))
+
     def needs_confirmation(self, quote: Quote, max_cost_usd: float | None) -> bool:
         """Above FAL_MCP_CONFIRM_ABOVE the person is asked first, unless the assistant passed a ceiling covering the
         estimate (which it does after asking them itself)."""
