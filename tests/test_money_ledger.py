@@ -47,6 +47,23 @@ def test_a_hold_is_kept_then_settled_to_the_estimate_or_the_bill(backend: Backen
         assert [(line.endpoint_id, line.usd, line.jobs, line.billed_usd) for line in lines] == [(MODEL, 2.75, 3, 0.75)]
 
 
+def test_a_submit_cut_off_by_a_kill_keeps_its_hold_until_resolved(backend: Backend) -> None:
+    """A server killed mid-submit leaves the row 'submitting'; the next start settles it 'unknown' (the job may be
+    running and billed), and its hold keeps counting against the budget: no budget leaks for ever, none is freed
+    that may have been spent."""
+    with backend.open() as ledger:
+        ledger.begin_submit(MODEL, {}, _charge(3.0, budget=5.0))
+    with backend.open() as restarted:
+        assert restarted.settle_stale_submits(older_than=float("inf")) == 1
+        (row,) = restarted.list_jobs()
+        assert (row.state, row.cost_usd, row.cost_kind) == ("unknown", 3.0, "reserved")
+        with pytest.raises(BudgetError, match=r"only \$2\.00"):
+            restarted.begin_submit(MODEL, {}, _charge(2.5, budget=5.0))
+        assert restarted.mark_submitted(row.id, "req-found-later", None)  # the request id turned up
+        assert restarted.mark_failed("req-found-later", "it failed")
+        restarted.begin_submit(MODEL, {}, _charge(5.0, budget=5.0))  # released: the whole budget is back
+
+
 def test_jobs_that_never_ran_release_their_hold(backend: Backend) -> None:
     with backend.open() as ledger:
         rejected = ledger.begin_submit(MODEL, {}, _charge(2.0))

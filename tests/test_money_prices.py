@@ -165,3 +165,21 @@ async def test_book_falls_back_when_the_api_fails_and_says_so() -> None:
     assert missing.price is None and missing.note is not None and "no price is known" in missing.note
     keyless = await PriceBook({}, None, None, max_age=10).lookup(FLUX)
     assert keyless.price is None and keyless.note is not None and "FAL_MCP_PRICES" in keyless.note
+
+
+@pytest.mark.anyio
+async def test_a_failing_or_silent_api_is_not_asked_on_every_submit() -> None:
+    calls: list[list[str]] = []
+    now = [1000.0]
+
+    async def failing(ids: list[str]) -> dict[str, Price]:
+        calls.append(ids)
+        raise PricingUnavailable("the pricing API answered HTTP 503")
+
+    book = PriceBook({}, None, failing, max_age=86400, clock=lambda: now[0])
+    for _ in range(5):
+        assert (await book.lookup(VEO)).price is None
+    assert len(calls) == 1  # the failure is remembered a while
+    now[0] += 61
+    await book.lookup(VEO)
+    assert len(calls) == 2

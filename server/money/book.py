@@ -20,6 +20,8 @@ from server.money.prices import Price, price_key
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[list[str]], Awaitable[dict[str, Price]]]
+MISS_SECONDS = 600.0  # a model the pricing API does not list is asked about again after this
+FAILURE_SECONDS = 60.0  # after a failed lookup, the API is left alone this long (submits must not wait on it)
 
 
 class PriceCache(Protocol):
@@ -52,6 +54,7 @@ class PriceBook:
         self._fetch = fetch
         self._max_age = max_age
         self._clock = clock
+        self._misses: dict[str, tuple[str, float]] = {}  # key -> (why there is no price, until when)
 
     async def lookup(self, model_id: str) -> PriceLookup:
         key = price_key(model_id)
@@ -60,6 +63,8 @@ class PriceBook:
         cached = await self._cache.cached_price(key) if self._cache else None
         if cached and self._clock() - cached[1] < self._max_age:
             return PriceLookup(cached[0])
+        if key in self._misses and self._clock() < self._misses[key][1]:
+            return _stale_or_none(cached, self._misses[key][0])
         if self._fetch is None:
             return PriceLookup(
                 None,
@@ -69,12 +74,20 @@ class PriceBook:
             fetched = await self._fetch([key])
         except PricingUnavailable as exc:
             log.warning("pricing: %s", exc)
-            if cached:
-                return PriceLookup(cached[0], f"{exc}; using the price cached on {cached[0].as_of}")
-            return PriceLookup(None, f"no price is known for this model: {exc}")
+            self._misses[key] = (str(exc), self._clock() + FAILURE_SECONDS)
+            return _stale_or_none(cached, str(exc))
         for fetched_key, price in fetched.items():
             if self._cache:
                 await self._cache.cache_price(fetched_key, price, self._clock())
         if key in fetched:
             return PriceLookup(fetched[key])
-        return PriceLookup(None, "no price is known for this model: fal's pricing API does not list it")
+        why = "fal's pricing API does not list it"
+        self._misses[key] = (why, self._clock() + MISS_SECONDS)
+        return _stale_or_none(cached, why)
+
+
+def _stale_or_none(cached: tuple[Price, float] | None, why: str) -> PriceLookup:
+    """No fresh price: the cached one, said to be stale, or none, said why."""
+    if cached:
+        return PriceLookup(cached[0], f"{why}; using the price cached on {cached[0].as_of}")
+    return PriceLookup(None, f"no price is known for this model: {why}")
