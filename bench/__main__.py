@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, float, float]] = {
     "viewer_polling": ("bench.viewer_polling", 30, 30),
     "ledger_scale": ("bench.ledger_scale", 300, 900),
     "tasks": ("bench.tasks", 60, 120),
+    "money": ("bench.money", 60, 150),
 }
 
 

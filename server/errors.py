@@ -90,6 +90,12 @@ class CancelUnsupportedError(FalError):
     kind = "cancel_unsupported"
 
 
+class BudgetError(FalError):
+    """Refused by a money rule (a cap, an unknown price, the user's no): nothing was sent, nothing was spent."""
+
+    kind = "budget"
+
+
 class DownloadError(FalError):
     """A media file was not saved: the message says what went wrong and what to do; nothing is left behind."""
 

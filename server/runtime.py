@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from server.files.url_safety import Resolver
     from server.jobs.ledger import JobLedger
     from server.jobs.waiting import Waiter
+    from server.money.service import Money
     from server.upstream.routes import Upstream
     from server.upstream.storage import FalStorageClient
 
@@ -52,6 +53,7 @@ class Runtime:
             max_stored_result_bytes=settings.max_stored_result_bytes,
         )
         self._upstream: Upstream | None = None
+        self._money: Money | None = None
         self._waiter: Waiter | None = None
         self._media_http: httpx.AsyncClient | None = None
 
@@ -69,6 +71,16 @@ class Runtime:
 
             self._upstream = Upstream(self.settings, create_http_client(self.settings, self.instance_id))
         return self._upstream
+
+    @property
+    def money(self) -> Money:
+        """Prices, estimates, caps, spend and balance; fal's pricing and the balance routes share the upstream's pool
+        (each request carries its own key, to its own host)."""
+        if self._money is None:
+            from server.money.service import Money
+
+            self._money = Money(self.settings, self.jobs, lambda: self.upstream.http)
+        return self._money
 
     @property
     def waiter(self) -> Waiter:

@@ -21,6 +21,7 @@ Provider = Literal["uniapi", "fal"]
 # How the key is presented, `Authorization: <scheme> <key>`: per route family (see the `*_auth` settings).
 AuthScheme = Literal["Key", "Bearer"]
 
+FAL_PLATFORM_URL = "https://api.fal.ai/v1"  # fal's platform API: prices, account credits
 PROVIDER_BASE_URLS: dict[Provider, str] = {
     "uniapi": "https://api.uniapi.io",
     "fal": "https://queue.fal.run",
@@ -87,6 +88,15 @@ ENV_NAMES: dict[str, str] = {
     "fal_auth": "FAL_MCP_FAL_AUTH",
     "kling_auth": "FAL_MCP_KLING_AUTH",
     "luma_auth": "FAL_MCP_LUMA_AUTH",
+    "prices_file": "FAL_MCP_PRICES",
+    "platform_url": "FAL_MCP_PLATFORM_URL",
+    "price_cache_seconds": "FAL_MCP_PRICE_CACHE_SECONDS",
+    "pricing_timeout": "FAL_MCP_PRICING_TIMEOUT",
+    "max_job_cost": "FAL_MCP_MAX_JOB_COST",
+    "daily_budget": "FAL_MCP_DAILY_BUDGET",
+    "confirm_above": "FAL_MCP_CONFIRM_ABOVE",
+    "allow_unpriced": "FAL_MCP_ALLOW_UNPRICED",
+    "time_zone": "FAL_MCP_TIME_ZONE",
 }
 
 
@@ -210,6 +220,15 @@ class Settings(BaseModel):
     fal_auth: AuthScheme = Field("Key", description="auth scheme on the fal queue route: Key or Bearer")
     kling_auth: AuthScheme = Field("Bearer", description="auth scheme on UniAPI's Kling routes: Bearer or Key")
     luma_auth: AuthScheme = Field("Bearer", description="auth scheme on UniAPI's Luma routes: Bearer or Key")
+    prices_file: Path | None = Field(None, description="JSON price table; overrides fal's prices (UniAPI's rates)")
+    platform_url: str = Field(FAL_PLATFORM_URL, description="fal's platform API (prices; needs a fal key)")
+    price_cache_seconds: float = Field(86400.0, ge=0, le=30 * 86400, description="how long a fetched price is kept")
+    pricing_timeout: float = Field(3.0, gt=0, le=60, description="seconds a price lookup may add to a submit")
+    max_job_cost: float | None = Field(None, ge=0, description="USD one job may cost at most (estimate)")
+    daily_budget: float | None = Field(None, ge=0, description="USD all jobs of one day may cost at most")
+    confirm_above: float | None = Field(None, ge=0, description="USD above which the user is asked first")
+    allow_unpriced: bool = Field(False, description="with a cap set, still submit models whose price is unknown")
+    time_zone: str = Field("UTC", description="the time zone whose days the daily budget counts")
 
     @field_validator("database_url")
     @classmethod
@@ -247,10 +266,33 @@ class Settings(BaseModel):
     def _check_storage_base(cls, value: str | None) -> str | None:
         return None if value is None else _checked_base(value)
 
+    @field_validator("platform_url")
+    @classmethod
+    def _check_platform_url(cls, value: str) -> str:
+        return _checked_base(value)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _check_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name such as UTC or Europe/Paris") from None
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
         return _checked_base(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _platform_beside_a_local_upstream(cls, values: object) -> object:
+        if isinstance(values, dict) and values.get("platform_url") is None:
+            return {**values, "platform_url": _default_platform(values.get("base_url"))}
+        return values
 
     @model_validator(mode="after")
     def _check_fal_key_pair(self) -> Settings:
@@ -354,6 +396,15 @@ def _without_credentials(url: str) -> str:
     shown = _USER_INFO.sub(lambda match: f"{match.group(1) or ''}***@", url, count=1)
     cut = min((i for i in (shown.find("?"), shown.find("#")) if i >= 0), default=-1)
     return shown if cut < 0 else shown[:cut] + "?..."
+
+
+def _default_platform(base_url: object) -> str:
+    """fal's platform API (prices, credits); beside a loopback upstream (the sandbox, a test double) it is that
+    upstream's /v1, so a local setup never sends a fal key out to the real platform."""
+    host = urlsplit(base_url).hostname if isinstance(base_url, str) else None
+    if host and is_loopback_host(host):
+        return str(base_url).rstrip("/") + "/v1"
+    return FAL_PLATFORM_URL
 
 
 def _default_provider(raw: Mapping[str, object]) -> str:

@@ -38,15 +38,14 @@ FACTS: dict[str, dict[str, Any]] = {
     for endpoint_id, facts in json.loads((DATA / name).read_text(encoding="utf-8"))["endpoints"].items()
 }
 
-# The seed model and one strong model of each family: their schemas ride in submit_fal_job's inputSchema.
+# The seed model and one strong model of most families: their schemas ride in submit_fal_job's inputSchema (Seedance
+# and PixVerse gave their room in tools/list to the money arguments; describe_fal_model still describes them).
 FEATURED = {
     "fal-ai/kling-video/v2.1/standard/image-to-video",
     "fal-ai/veo3.1/fast/image-to-video",
     "fal-ai/minimax/hailuo-02/standard/image-to-video",
     "fal-ai/luma-dream-machine/ray-2/image-to-video",
     "fal-ai/wan-25-preview/image-to-video",
-    "fal-ai/bytedance/seedance/v1/pro/image-to-video",
-    "fal-ai/pixverse/v5/image-to-video",
     "fal-ai/sora-2/text-to-video",
     "fal-ai/flux/dev",
 }

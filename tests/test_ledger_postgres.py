@@ -37,7 +37,7 @@ def _tables(url: str) -> list[tuple[object, ...]]:
 def test_a_fresh_database_gets_the_current_schema(postgres_url: str) -> None:
     with open_target(postgres_url) as ledger:
         ledger.begin_submit("fal-ai/x", {})
-    assert _tables(postgres_url) == [("fal_mcp_jobs",), ("fal_mcp_schema",)]
+    assert _tables(postgres_url) == [("fal_mcp_jobs",), ("fal_mcp_jobs_prices",), ("fal_mcp_schema",)]
     assert _query(postgres_url, "SELECT version FROM fal_mcp_schema") == [(SCHEMA_VERSION,)]
     columns = {
         name: kind

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from server.app import create_server
-from server.errors import InvalidRequestError
 from server.http_transport import http_app
 from server.sandbox import FAIL_MARKER, Sandbox, SandboxConfig
 from tests.helpers import INITIALIZED, SEED_INPUT, SEED_MODEL, jsonrpc_line, make_settings, server_env
@@ -251,37 +250,38 @@ def _task_notes(session: StdioSession) -> list[dict[str, Any]]:
 
 # ---- input during a task ---------------------------------------------------------------------------------------
 
-CONFIRM = {"method": "elicitation/create", "params": {"mode": "form", "message": "This costs $0.35. Go ahead?"}}
+PRICE_PER_SECOND = 0.05  # the price table below: SEED_MODEL's 5 s clip costs about $0.25
 
 
 @pytest.fixture
-def asking_submit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A submit that asks the person first through the task hook, as the cost confirmation will (tools.submit)."""
-    from tools import submit as submitting
-    from tools.tasks import input_exchange
-
-    original = submitting.submit
-
-    async def submit(rt: Any, model: str, params: dict[str, Any]) -> Any:
-        exchange = input_exchange()
-        if exchange is not None:
-            answer = await exchange.ask("confirm_cost", CONFIRM)
-            if answer.get("action") != "accept":
-                raise InvalidRequestError("You declined the cost, so nothing was submitted.")
-        return await original(rt, model, params)
-
-    monkeypatch.setattr(submitting, "submit", submit)
+def confirming(request: pytest.FixtureRequest, sandbox: Sandbox, tmp_path: Any) -> Iterator[Any]:
+    """A raw 2026-07-28 client of a server that asks the person before any job over $0.10 (the money issue's
+    FAL_MCP_CONFIRM_ABOVE), its price from a FAL_MCP_PRICES table."""
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({SEED_MODEL: {"unit": "second", "unit_price": PRICE_PER_SECOND}}))
+    money = {"prices_file": prices, "confirm_above": 0.10}
+    server = create_server(make_settings(sandbox, **FAST_WATCH, **money), legacy_subscriptions=False)
+    with serving_in_thread(http_app(server, host="127.0.0.1", token=None, stateless=True)) as port:
+        client = RawHttp(f"http://127.0.0.1:{port}/mcp")
+        try:
+            yield client
+        finally:
+            client.close()
 
 
-@pytest.mark.usefixtures("asking_submit")
-@pytest.mark.parametrize("raw", ["http-stateless"], indirect=True)
-def test_a_submit_that_needs_an_answer_waits_in_input_required_until_tasks_update(raw: Any, sandbox: Sandbox) -> None:
+def test_a_submit_that_needs_an_answer_waits_in_input_required_until_tasks_update(
+    confirming: Any, sandbox: Sandbox
+) -> None:
+    raw = confirming
     created = submit(raw)
     task_id = created["taskId"]
     assert created["resultType"] == "task" and created["status"] == "input_required", created
     assert not sandbox.seen("POST")  # nothing is submitted (nor paid) before the answer
     waiting = get(raw, task_id)
-    assert waiting["status"] == "input_required" and waiting["inputRequests"] == {"confirm_cost": CONFIRM}
+    assert waiting["status"] == "input_required" and list(waiting["inputRequests"]) == ["confirm_cost"]
+    question = waiting["inputRequests"]["confirm_cost"]
+    assert question["method"] == "elicitation/create"
+    assert question["params"]["message"].startswith(f"Spend about $0.25 on {SEED_MODEL}?")
     ignored = raw.request("tasks/update", {"taskId": task_id, "inputResponses": {"never_asked": {"action": "accept"}}})
     assert "result" in ignored and get(raw, task_id)["status"] == "input_required"
     acked = raw.request(
@@ -294,20 +294,18 @@ def test_a_submit_that_needs_an_answer_waits_in_input_required_until_tasks_updat
     assert len(sandbox.seen("POST")) == 1
 
 
-@pytest.mark.usefixtures("asking_submit")
-@pytest.mark.parametrize("raw", ["http-stateless"], indirect=True)
-def test_a_declined_answer_completes_the_task_with_the_submits_refusal(raw: Any, sandbox: Sandbox) -> None:
+def test_a_declined_answer_completes_the_task_with_the_submits_refusal(confirming: Any, sandbox: Sandbox) -> None:
+    raw = confirming
     task_id = submit(raw)["taskId"]
     raw.request("tasks/update", {"taskId": task_id, "inputResponses": {"confirm_cost": {"action": "decline"}}})
     done = poll(raw, task_id, lambda task: task["status"] in TERMINAL)[-1]
     assert done["status"] == "completed" and done["result"]["isError"] is True
-    assert "declined" in done["result"]["content"][0]["text"]
+    assert "did not agree to spend about $0.25" in done["result"]["content"][0]["text"]
     assert not sandbox.seen("POST")
 
 
-@pytest.mark.usefixtures("asking_submit")
-@pytest.mark.parametrize("raw", ["http-stateless"], indirect=True)
-def test_cancelling_a_task_waiting_for_an_answer_submits_nothing(raw: Any, sandbox: Sandbox) -> None:
+def test_cancelling_a_task_waiting_for_an_answer_submits_nothing(confirming: Any, sandbox: Sandbox) -> None:
+    raw = confirming
     task_id = submit(raw)["taskId"]
     assert "result" in raw.request("tasks/cancel", {"taskId": task_id})
     done = poll(raw, task_id, lambda task: task["status"] in TERMINAL)[-1]

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 
 import pytest
+from mcp.server.mcpserver.resolve import find_resolved_parameters
 
 from tests.helpers import INITIALIZED, clean_env, initialize_request, jsonrpc_line
 from tools import answers
@@ -31,7 +32,8 @@ def test_tool_schemas_file_covers_every_tool_with_its_answer_model() -> None:
     for fn, _, _, answer in specs:
         model = getattr(answers, answer)
         assert set(schemas[fn.__name__]["outputSchema"]["properties"]) == set(model.model_fields), fn.__name__
-        arguments = [name for name in inspect.signature(fn).parameters if name != "ctx"]
+        filled = {"ctx", *find_resolved_parameters(fn)}  # the context and what resolvers fill: not the client's
+        arguments = [name for name in inspect.signature(fn).parameters if name not in filled]
         assert list(schemas[fn.__name__]["inputSchema"]["properties"]) == arguments, fn.__name__
 
 

@@ -13,12 +13,22 @@ Status = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 Outcome = Literal["pending", "succeeded", "failed"]
 
 
+class CostEstimate(BaseModel):
+    usd: float | None  # None when the price is in another currency (never converted)
+    unit: str
+    quantity: float
+    unit_price: float
+    source: str
+    as_of: str
+
+
 class SubmitAnswer(BaseModel):
-    request_id: str = Field(description="The job's id; pass it to get_fal_status / get_fal_result.")
+    request_id: str | None = Field(None, description="The job's id (absent on a dry run).")
     model: str = Field(description="The normalised fal endpoint id the job was submitted to.")
-    status: str
+    status: str | None = None
     queue_position: int | None = None
     validated: bool = Field(description="Whether the input was checked against a catalogued schema.")
+    cost_estimate: CostEstimate | None = None
     notes: list[str] = Field(default_factory=list)
     next: str = Field(description="What to call next.")
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pydantic_core
+from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Resolve, build_resolver_plans, find_resolved_parameters
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata, func_metadata
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent, ToolAnnotations
@@ -27,6 +29,7 @@ from server.runtime import Runtime
 from server.settings import Settings
 from server.upstream.ids import InvalidIdError
 from tools.mcp_apps import VIEW_META
+from tools.mcp_consent import SpendConsent, consent_of, spend_consent
 
 if TYPE_CHECKING:
     from tools.follow import Progress
@@ -137,6 +140,12 @@ def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations, sche
     is built on the tool's first call (see `ArgumentsOnFirstCall`). The output schema is published without an output
     model, so the SDK does not validate each answer again: `success` dumps it from an answer model that pydantic has
     just validated."""
+    # Parameters the SDK fills by running a resolver first (submit's cost consent), never sent by the client.
+    resolved = find_resolved_parameters(fn)
+    plans = build_resolver_plans(resolved, set(schemas["inputSchema"]["properties"])) if resolved else {}
+    metadata = ArgumentsOnFirstCall(
+        arg_model=ArgModelBase, output_schema=schemas["outputSchema"], fn=fn, skip=["ctx", *resolved]
+    )
     return Tool(
         fn=fn,
         name=fn.__name__,
@@ -144,10 +153,12 @@ def _tool(fn: Callable[..., Any], title: str, annotations: ToolAnnotations, sche
         # One line: a line break costs two bytes in JSON ("\n") where a space costs one.
         description=" ".join((fn.__doc__ or "").split()),
         parameters=schemas["inputSchema"],
-        fn_metadata=ArgumentsOnFirstCall(arg_model=ArgModelBase, output_schema=schemas["outputSchema"], fn=fn),
+        fn_metadata=metadata,
         is_async=True,
         context_kwarg="ctx",
         annotations=annotations,
+        resolved_params=dict(resolved),
+        resolver_plans=plans,
     )
 
 
@@ -158,10 +169,11 @@ class ArgumentsOnFirstCall(FuncMetadata):
     a call's arguments, here."""
 
     fn: Callable[..., Any] = Field(exclude=True)
+    skip: list[str] = Field(exclude=True)  # the context and the resolved parameters: not the client's to send
 
     def validate_arguments(self, arguments_to_validate: dict[str, Any]) -> dict[str, Any]:
         if self.arg_model is ArgModelBase:
-            self.arg_model = func_metadata(self.fn, skip_names=["ctx"], structured_output=False).arg_model
+            self.arg_model = func_metadata(self.fn, skip_names=self.skip, structured_output=False).arg_model
         return super().validate_arguments(arguments_to_validate)
 
 
@@ -173,7 +185,7 @@ def published_schemas(fn: Callable[..., Any], answer: type[BaseModel]) -> dict[s
     from tools.schema import compact, without_descriptions
 
     derived = Tool.from_function(fn, structured_output=False)
-    assert derived.context_kwarg == "ctx" and derived.is_async and not derived.resolved_params, fn.__name__
+    assert derived.context_kwarg == "ctx" and derived.is_async, fn.__name__
     output = FuncMetadata(arg_model=derived.fn_metadata.arg_model, output_model=answer).output_schema
     return {"inputSchema": compact(derived.parameters), "outputSchema": without_descriptions(compact(output))}
 
@@ -194,14 +206,23 @@ async def submit_fal_job(
         ),
     ],
     ctx: Context[Runtime, Any],
+    consent: Annotated[ElicitationResult[SpendConsent], Resolve(spend_consent)],
+    dry_run: Annotated[bool, Field(description="Only check and price; send nothing.")] = False,
+    max_cost_usd: Annotated[
+        float | None, Field(ge=0, description="Refuse above this estimate (the user's agreed USD).")
+    ] = None,
 ) -> CallToolResult:
-    """Start a fal.ai video/image job; returns its request_id at once. The input is checked against the
-    model's parameters first: an invalid one is refused, every wrong field named, before anything is paid for.
-    Each call starts a new, billed job; then call get_fal_result with wait_seconds.
+    """Start a fal.ai video/image job; returns its request_id and cost estimate at once. The input is checked
+    against the model's parameters first: an invalid one is refused, every wrong field named, before anything is
+    paid for. Each call starts a new, billed job; then call get_fal_result with wait_seconds.
     """
     from tools import submit
 
-    return await _answer(ctx, lambda: submit.submit(_runtime(ctx), model, input))
+    agreed = consent_of(consent)
+    return await _answer(
+        ctx,
+        lambda: submit.submit(_runtime(ctx), model, input, dry_run=dry_run, max_cost_usd=max_cost_usd, consent=agreed),
+    )
 
 
 async def list_fal_models(

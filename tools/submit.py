@@ -16,13 +16,24 @@ from server.upstream.ids import LUMA_EXTEND, normalize_endpoint_id
 from tools.answers import SubmitAnswer
 from tools.catalog.validation import InputInvalidError, review_input
 from tools.extending import check_extend_source
+from tools.pricing import Consent, cost_estimate, quote_input, require_consent
 from tools.uploads import ledger_body, publish_local_files, read_local_files
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
 
 
-async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswer:
+async def submit(
+    rt: Runtime,
+    model: str,
+    params: dict[str, Any],
+    *,
+    dry_run: bool = False,
+    max_cost_usd: float | None = None,
+    consent: Consent = "not_needed",
+) -> SubmitAnswer:
+    """`consent`: what the person said to the cost, when the MCP layer asked them before this ran (see
+    tools.pricing). A dry run checks and prices the input, then stops: nothing is recorded or sent."""
     endpoint_id = normalize_endpoint_id(model)
     rt.upstream.adapter(endpoint_id)  # a route this provider lacks is refused here, before any work
     if not isinstance(params, dict):
@@ -34,8 +45,23 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
         raise InputInvalidError(endpoint_id, checked.problems + file_problems)
     if endpoint_id == LUMA_EXTEND:
         await check_extend_source(rt, params)
+    quote = await quote_input(rt, checked)
+    charge = rt.money.charge(endpoint_id, quote, max_cost_usd)  # the caps that need no ledger; BudgetError
+    price_notes = [f"No cost estimate: {quote.note}."] if quote.estimate is None and quote.note else []
+    if dry_run:
+        await rt.money.check_day_now(charge)
+        return SubmitAnswer(
+            model=endpoint_id,
+            validated=checked.entry is not None,
+            cost_estimate=cost_estimate(quote),
+            notes=checked.notes + price_notes,
+            next="Dry run: the input is valid and within the caps; nothing was sent. Submit without dry_run to run it.",
+        )
+    await require_consent(rt, endpoint_id, quote, max_cost_usd, consent)
+    warning = await rt.money.balance_warning(quote)
     body, file_notes = await publish_local_files(rt, checked.entry, checked.body, files)
-    async with rt.jobs.submit_record(endpoint_id, body, stored=await ledger_body(body, files)) as row:
+    stored = await ledger_body(body, files)
+    async with rt.jobs.submit_record(endpoint_id, body, stored=stored, charge=charge) as row:
         receipt = await rt.upstream.submit(endpoint_id, body)
         await row.submitted(receipt)
     rt.jobs.memory.remember(receipt.request_id, endpoint_id, submitted_at=time.time())
@@ -45,7 +71,8 @@ async def submit(rt: Runtime, model: str, params: dict[str, Any]) -> SubmitAnswe
         status=receipt.status,
         queue_position=receipt.queue_position,
         validated=checked.entry is not None,
-        notes=checked.notes + file_notes,
+        cost_estimate=cost_estimate(quote),
+        notes=checked.notes + file_notes + price_notes + ([warning] if warning else []),
         next=(
             f"Submitted; video jobs take 1-5 minutes. Call get_fal_result(request_id='{receipt.request_id}', "
             f"wait_seconds={rt.settings.max_wait_seconds:.0f}) to wait for it with progress (repeat while done is "

@@ -28,6 +28,7 @@ from server.upstream.reports import SubmitReceipt
 
 if TYPE_CHECKING:
     from server.jobs.ledger import JobLedger, JobRow
+    from server.jobs.ledger.base import Charge
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,12 @@ class Jobs:
 
     @asynccontextmanager
     async def submit_record(
-        self, endpoint_id: str, body: dict[str, Any], *, stored: dict[str, Any] | None = None
+        self,
+        endpoint_id: str,
+        body: dict[str, Any],
+        *,
+        stored: dict[str, Any] | None = None,
+        charge: Charge | None = None,
     ) -> AsyncIterator[RowHandle]:
         """Write the job's row before the submit is sent, and settle it whatever happens to the submit. `stored` is
         the body as the ledger should keep it (local files sent inline named by reference), when it differs.
@@ -107,7 +113,8 @@ class Jobs:
         'unknown' with what was sent and when; a definite refusal is 'rejected'. Nothing is ever re-sent.
         """
         kept = self.stored_input(body if stored is None else stored)
-        handle = RowHandle(self, await self.db(self.ledger.begin_submit, endpoint_id, kept))
+        # With a charge, the budget check and the row are one atomic step: a refusal writes nothing (BudgetError).
+        handle = RowHandle(self, await self.db(self.ledger.begin_submit, endpoint_id, kept, charge))
         try:
             yield handle
         except SubmitOutcomeUnknownError as exc:

@@ -83,6 +83,5 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         "image-to-video",
         PixverseV5ImageToVideo,
         "PixVerse 5, image to video",
-        featured=True,
     ),
 )

@@ -102,7 +102,6 @@ ENTRIES: tuple[CatalogEntry, ...] = (
         "image-to-video",
         SeedanceV1ProImageToVideo,
         "Seedance 1.0 Pro, image to video",
-        featured=True,
     ),
     _entry(
         "fal-ai/bytedance/seedance/v1/pro/fast/text-to-video",

@@ -26,9 +26,15 @@ from server.errors import redact, scrub_secrets
 STATES = frozenset({"submitting", "submitted", "unknown", "rejected", "completed", "failed", "cancelled"})
 MAX_LIST_LIMIT = 200  # jobs one listing returns at most (list_fal_jobs)
 # Both backends share one list of migrations (sql.MIGRATIONS): schema 1 is the jobs table, 2 adds the lease columns,
-# 3 the indexes that keep listing fast at a million jobs, 4 the route family each job was made on.
-SCHEMA_VERSION = 4
-JSON_COLUMNS = ("input", "result", "media_urls", "downloads")
+# 3 the indexes that keep listing fast at a million jobs, 4 the route family each job was made on, 5 money (each
+# job's estimate and cost, the price cache).
+SCHEMA_VERSION = 5
+JSON_COLUMNS = ("input", "result", "media_urls", "downloads", "estimate")
+# What a job's `cost_usd` is: held against the budget until the job ends ('reserved'), the upstream's bill
+# ('billed'), the estimate kept because the upstream told no bill ('estimated'), or nothing ('released': refused,
+# failed or cancelled before running, none of which is billed).
+COST_KINDS = frozenset({"reserved", "billed", "estimated", "released"})
+SPENT_KINDS = ("reserved", "billed", "estimated")  # what counts against a budget
 
 LeaseKind = Literal["watch", "wait"]
 # What a wait found when it asked for its job's lease: it follows the job now ('taken'), another instance's wait
@@ -59,6 +65,33 @@ class JobRow:
     downloads: list[dict[str, Any]]
     # The route family the job was made on (fal, kling, luma); `endpoint_id` is its route (the model id).
     route_family: str = "fal"
+    estimate: dict[str, Any] | None = None  # the price estimate made at submit (server.money), if any
+    cost_usd: float | None = None
+    cost_kind: str | None = None  # one of COST_KINDS, None when no price was known
+    budget_day: str | None = None  # YYYY-MM-DD in the user's time zone: the day the job counts against
+
+
+@dataclass(frozen=True)
+class Charge:
+    """The money a submit puts on its row: the estimate (JSON), the USD held against `day`, and `check`, run on that
+    day's spend (costs and holds of the day's other jobs) inside the transaction that writes the row; it raises to
+    refuse the submit, and then no row is written. Concurrent submits run their checks one at a time."""
+
+    estimate: dict[str, Any] | None
+    usd: float | None
+    day: str
+    check: Callable[[float], None] | None = None
+
+
+@dataclass(frozen=True)
+class SpendLine:
+    """Spend of one model on one day: cost (billed, estimated and held), and how many jobs."""
+
+    day: str
+    endpoint_id: str
+    usd: float
+    jobs: int
+    billed_usd: float
 
 
 COLUMNS = tuple(column.name for column in fields(JobRow))
@@ -93,8 +126,9 @@ class JobLedger(ABC):
     # ---- submitting: keyed by row id, since there is no request id yet ---------------------------------------
 
     @abstractmethod
-    def begin_submit(self, endpoint_id: str, input: dict[str, Any]) -> int:
-        """Record a job about to be submitted (state 'submitting'). Committed before this returns."""
+    def begin_submit(self, endpoint_id: str, input: dict[str, Any], charge: Charge | None = None) -> int:
+        """Record a job about to be submitted (state 'submitting'). Committed before this returns. With a `charge`,
+        its check and the row's write are one atomic step across processes and instances."""
 
     @abstractmethod
     def mark_submitted(self, row_id: int, request_id: str, queue_position: int | None) -> bool:
@@ -122,6 +156,22 @@ class JobLedger(ABC):
     @abstractmethod
     def mark_failed(self, request_id: str, error: str, *, cancelled: bool = False) -> bool:
         """State 'failed' (or 'cancelled') and end any lease; never overrides a stored result."""
+
+    @abstractmethod
+    def settle_cost(self, request_id: str, usd: float) -> bool:
+        """The upstream's bill for a finished job ('billed'), replacing its estimate or hold."""
+
+    @abstractmethod
+    def spend(self, *, since_day: str) -> list[SpendLine]:
+        """What jobs cost from `since_day` (YYYY-MM-DD) on, by day and model: costs and open holds."""
+
+    @abstractmethod
+    def cached_price(self, key: str) -> tuple[dict[str, Any], float] | None:
+        """A price kept by `cache_price` (JSON) and when it was fetched (epoch seconds)."""
+
+    @abstractmethod
+    def cache_price(self, key: str, price: dict[str, Any], fetched_at: float) -> None:
+        """Keep a fetched price for every instance sharing this ledger (replacing an older one)."""
 
     @abstractmethod
     def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> bool:

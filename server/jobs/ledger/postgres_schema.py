@@ -13,6 +13,7 @@ from server.jobs.ledger.sql import MIGRATIONS, Dialect
 TABLE = "fal_mcp_jobs"
 VERSION_TABLE = "fal_mcp_schema"  # one row: the schema version (SQLite keeps it in PRAGMA user_version)
 MIGRATION_LOCK = 0x66616C5F6D6370  # pg_advisory_xact_lock key: "fal_mcp" in hex
+BUDGET_LOCK = 0x66616C5F627564  # pg_advisory_xact_lock key of budget checks: "fal_bud" in hex
 
 DIALECT = Dialect(
     table=TABLE,
@@ -22,6 +23,8 @@ DIALECT = Dialect(
     placeholders="pyformat",
     returning_id=True,
     lock_rows=" FOR UPDATE",  # two instances recording downloads of one job at once must not lose one of them
+    # Budget checks of all instances run one at a time (a row lock could not stop two inserts of new rows).
+    lock_budget=f"SELECT pg_advisory_xact_lock({BUDGET_LOCK})",
 )
 
 

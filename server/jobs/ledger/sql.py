@@ -13,6 +13,7 @@ below (it serves both backends) and bump `SCHEMA_VERSION`.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -23,9 +24,11 @@ from typing import Any, Literal, Protocol
 from server.jobs.ledger.base import (
     COLUMNS,
     SCHEMA_VERSION,
+    Charge,
     JobLedger,
     JobRow,
     Lease,
+    SpendLine,
     WaitClaim,
     check_limit,
     check_state,
@@ -79,11 +82,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE {jobs} SET route_family = 'kling' WHERE substr(endpoint_id, 1, 6) = 'kling/'",
         "UPDATE {jobs} SET route_family = 'luma' WHERE substr(endpoint_id, 1, 5) = 'luma/'",
     ),
+    (
+        # Money: the estimate made at submit (JSON), the cost (held, billed, estimated or released) and the day in the
+        # user's time zone it counts against; a budget check sums one day's costs through the index.
+        "ALTER TABLE {jobs} ADD COLUMN estimate TEXT",
+        "ALTER TABLE {jobs} ADD COLUMN cost_usd {time}",
+        "ALTER TABLE {jobs} ADD COLUMN cost_kind TEXT",
+        "ALTER TABLE {jobs} ADD COLUMN budget_day TEXT",
+        "CREATE INDEX {jobs}_budget_day ON {jobs} (budget_day, endpoint_id) WHERE budget_day IS NOT NULL",
+        # Prices fetched from fal's pricing API, shared by every instance (price: JSON).
+        "CREATE TABLE {jobs}_prices (price_key TEXT PRIMARY KEY, price TEXT NOT NULL, fetched_at {time} NOT NULL)",
+    ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 UNFINISHED = "state = 'submitted' AND request_id IS NOT NULL"
+SPENT = "cost_kind IN ('reserved', 'billed', 'estimated')"  # base.SPENT_KINDS
+# A job that ends without running gives its hold back; a finished job's hold becomes its (estimated) cost.
+RELEASE_COST = (
+    "cost_usd = CASE WHEN cost_kind IS NULL THEN NULL ELSE 0 END,"
+    " cost_kind = CASE WHEN cost_kind IS NULL THEN NULL ELSE 'released' END"
+)
+KEEP_ESTIMATE = "cost_kind = CASE WHEN cost_kind = 'reserved' THEN 'estimated' ELSE cost_kind END"
 END_LEASE = "watch_owner = NULL, watch_until = NULL, watch_kind = NULL"
 NEWEST_FIRST = "ORDER BY submitted_at DESC, id DESC"
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM {{jobs}}"
@@ -100,6 +121,7 @@ class Dialect:
     placeholders: Literal["named", "pyformat"]  # sqlite3's :name, or psycopg's %(name)s
     returning_id: bool  # INSERT ... RETURNING id (else the driver's lastrowid)
     lock_rows: str  # appended to a read that a write in the same transaction depends on
+    lock_budget: str  # run first in a transaction that checks a budget, so such checks run one at a time ("": none)
 
     @functools.cache  # noqa: B019  # dialects are module constants: the cache never outlives them
     def sql(self, template: str) -> str:
@@ -168,19 +190,42 @@ class SqlLedger(JobLedger):
 
     # ---- submitting ----------------------------------------------------------------------------------------------
 
-    def begin_submit(self, endpoint_id: str, input: dict[str, Any]) -> int:
+    def begin_submit(self, endpoint_id: str, input: dict[str, Any], charge: Charge | None = None) -> int:
         now = self._clock()
         insert = (
-            "INSERT INTO {jobs} (endpoint_id, route_family, state, input, submitted_at, updated_at)"
-            " VALUES (:endpoint, :family, 'submitting', :input, :now, :now)"
+            "INSERT INTO {jobs} (endpoint_id, route_family, state, input, submitted_at, updated_at, estimate, cost_usd,"
+            " cost_kind, budget_day)"
+            " VALUES (:endpoint, :family, 'submitting', :input, :now, :now, :estimate, :usd, :kind, :day)"
         )
-        family = route_family_of(endpoint_id)
-        params = {"endpoint": endpoint_id, "family": family, "input": self._json(input), "now": now}
+        params = {
+            "endpoint": endpoint_id,
+            "family": route_family_of(endpoint_id),
+            "input": self._json(input),
+            "now": now,
+            "estimate": None if charge is None or charge.estimate is None else self._json(charge.estimate),
+            "usd": None if charge is None else charge.usd,
+            "kind": None if charge is None or charge.usd is None else "reserved",
+            "day": None if charge is None else charge.day,
+        }
         with self._write() as session:
+            if charge is not None and charge.check is not None:
+                # The day's spend is read and the hold written in one transaction, one such transaction at a time
+                # (SQLite: the write lock; PostgreSQL: an advisory lock), so two submits never share the last dollar.
+                if self.dialect.lock_budget:
+                    self._execute(session, self.dialect.lock_budget, {})
+                charge.check(self._day_spend(session, charge.day))
             if self.dialect.returning_id:
                 return int(self._execute(session, insert + " RETURNING id", params).fetchone()["id"])
             row_id: int = session.execute(self.dialect.sql(insert), params).lastrowid
         return row_id
+
+    def _day_spend(self, session: Session, day: str) -> float:
+        row = self._execute(
+            session,
+            f"SELECT COALESCE(SUM(cost_usd), 0) AS usd FROM {{jobs}} WHERE budget_day = :day AND {SPENT}",
+            {"day": day},
+        ).fetchone()
+        return float(row["usd"])
 
     def mark_submitted(self, row_id: int, request_id: str, queue_position: int | None) -> bool:
         return bool(
@@ -202,7 +247,8 @@ class SqlLedger(JobLedger):
         return bool(
             self._update(
                 "UPDATE {jobs} SET state = :state, error = :reason, updated_at = :now"
-                " WHERE id = :row AND state = 'submitting'",
+                + (f", {RELEASE_COST}" if state == "rejected" else "")
+                + " WHERE id = :row AND state = 'submitting'",
                 {"state": state, "reason": self._text(reason), "now": self._clock(), "row": row_id},
             )
         )
@@ -222,7 +268,8 @@ class SqlLedger(JobLedger):
         return bool(
             self._update(
                 "UPDATE {jobs} SET state = 'completed', result = :result, media_urls = :urls, result_at = :now,"
-                f" updated_at = :now, error = NULL, {END_LEASE} WHERE request_id = :id AND result IS NULL",
+                f" updated_at = :now, error = NULL, {END_LEASE}, {KEEP_ESTIMATE}"
+                " WHERE request_id = :id AND result IS NULL",
                 {"result": self._json(result), "urls": self._json(media_urls), "now": now, "id": request_id},
                 request_id,
             )
@@ -231,7 +278,7 @@ class SqlLedger(JobLedger):
     def mark_failed(self, request_id: str, error: str, *, cancelled: bool = False) -> bool:
         return bool(
             self._update(
-                f"UPDATE {{jobs}} SET state = :state, error = :error, updated_at = :now, {END_LEASE}"
+                f"UPDATE {{jobs}} SET state = :state, error = :error, updated_at = :now, {END_LEASE}, {RELEASE_COST}"
                 " WHERE request_id = :id AND result IS NULL",
                 {
                     "state": "cancelled" if cancelled else "failed",
@@ -242,6 +289,47 @@ class SqlLedger(JobLedger):
                 request_id,
             )
         )
+
+    def settle_cost(self, request_id: str, usd: float) -> bool:
+        return bool(
+            self._update(
+                "UPDATE {jobs} SET cost_usd = :usd, cost_kind = 'billed', updated_at = :now"
+                " WHERE request_id = :id AND state = 'completed'",
+                {"usd": usd, "now": self._clock(), "id": request_id},
+                request_id,
+            )
+        )
+
+    def spend(self, *, since_day: str) -> list[SpendLine]:
+        with self._read() as session:
+            rows = self._execute(
+                session,
+                "SELECT budget_day, endpoint_id, SUM(cost_usd) AS usd, COUNT(*) AS jobs,"
+                " SUM(CASE WHEN cost_kind = 'billed' THEN cost_usd ELSE 0 END) AS billed"
+                f" FROM {{jobs}} WHERE budget_day >= :since AND {SPENT}"
+                " GROUP BY budget_day, endpoint_id ORDER BY budget_day, endpoint_id",
+                {"since": since_day},
+            ).fetchall()
+        return [
+            SpendLine(row["budget_day"], row["endpoint_id"], float(row["usd"]), int(row["jobs"]), float(row["billed"]))
+            for row in rows
+        ]
+
+    def cached_price(self, key: str) -> tuple[dict[str, Any], float] | None:
+        with self._read() as session:
+            row = self._execute(
+                session, "SELECT price, fetched_at FROM {jobs}_prices WHERE price_key = :key", {"key": key}
+            ).fetchone()
+        return None if row is None else (json.loads(row["price"]), float(row["fetched_at"]))
+
+    def cache_price(self, key: str, price: dict[str, Any], fetched_at: float) -> None:
+        with self._write() as session:
+            self._execute(
+                session,
+                "INSERT INTO {jobs}_prices (price_key, price, fetched_at) VALUES (:key, :price, :at)"
+                " ON CONFLICT (price_key) DO UPDATE SET price = excluded.price, fetched_at = excluded.fetched_at",
+                {"key": key, "price": self._json(price), "at": fetched_at},
+            )
 
     def record_download(self, request_id: str, url: str, path: str, sha256: str, size: int) -> bool:
         with self._write() as session:

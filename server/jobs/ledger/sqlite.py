@@ -37,6 +37,7 @@ DIALECT = Dialect(
     placeholders="named",
     returning_id=False,  # RETURNING needs SQLite 3.35; Python may bring an older one
     lock_rows="",  # a write transaction (BEGIN IMMEDIATE) holds the whole file
+    lock_budget="",  # the write transaction (BEGIN IMMEDIATE) already runs alone
 )
 SELECT = DIALECT.sql(sql.SELECT)
 MIGRATIONS = [DIALECT.migration(steps) for steps in sql.MIGRATIONS]
