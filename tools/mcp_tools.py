@@ -195,7 +195,8 @@ async def submit_fal_job(
         str,
         Field(
             # the 'fal-ai/' prefix may be left out, but saying so is context paid for every turn, for nothing
-            description="fal endpoint id, e.g. 'fal-ai/kling-video/v2.1/standard/image-to-video'."
+            description="Model id: the path after the base URL, e.g. "
+            "'fal-ai/kling-video/v2.1/standard/image-to-video', 'kling/v1/videos/text2video'."
         ),
     ],
     input: Annotated[
@@ -246,7 +247,7 @@ async def list_fal_models(
 
 
 async def describe_fal_model(
-    model: Annotated[str, Field(description="fal endpoint id, e.g. 'fal-ai/veo3.1/fast/image-to-video'.")],
+    model: Annotated[str, Field(description="Model id, e.g. 'fal-ai/veo3.1/fast/image-to-video', 'luma/generations'.")],
     ctx: Context[Runtime, Any],
 ) -> CallToolResult:
     """A catalogued model's input schema (types, enums, ranges, defaults), output schema and a minimal valid
