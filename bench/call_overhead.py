@@ -9,17 +9,13 @@ trivial baseline server's echo tool over raw JSON-RPC (the SDK's own floor, no u
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp import Client
 
 from bench.common import (
@@ -30,9 +26,12 @@ from bench.common import (
     ROOT,
     SEED_INPUT,
     SEED_MODEL,
+    PipeSession,
     Report,
     Row,
+    TimedPath,
     auth_headers,
+    interleave,
     ms,
     percentile,
     progress,
@@ -42,6 +41,7 @@ from bench.common import (
     submit_job,
     temp_state_dir,
     verdict,
+    warm_up,
 )
 from server.sandbox import Sandbox, SandboxConfig
 
@@ -52,38 +52,23 @@ TARGET_BEYOND_FLOOR_P50_S = 0.0005  # what this server adds beyond the SDK's own
 WARM_UP = 20
 
 
-class RawSession:
-    """Newline-delimited JSON-RPC straight over the server's pipes: no client library, just json.dumps/loads."""
+class RawSession(PipeSession):
+    """Tool calls as raw JSON-RPC lines, after the list-tools session's handshake (ids 1 and 2; calls from 101)."""
 
     def __init__(self, process: Process) -> None:
-        assert process.stdin is not None and process.stdout is not None
-        self._process = process
-        self._stdin = process.stdin
-        self._stdout = BufferedByteReceiveStream(process.stdout)
-        self._next_id = 100
+        super().__init__(process, first_id=100)
 
     async def start(self) -> None:
-        await self._stdin.send(LIST_TOOLS_SESSION)  # initialize, initialized, tools/list
-        await self._answer(2)
+        await self.send(LIST_TOOLS_SESSION)  # initialize, initialized, tools/list
+        await self.answer(2)
 
     async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        self._next_id += 1
-        message = {"jsonrpc": "2.0", "id": self._next_id, "method": "tools/call"}
-        message["params"] = {"name": name, "arguments": arguments}
-        await self._stdin.send(json.dumps(message).encode() + b"\n")
-        result: dict[str, Any] = (await self._answer(self._next_id))["result"]
+        result: dict[str, Any] = (await self.request("tools/call", {"name": name, "arguments": arguments}))["result"]
         return result
-
-    async def _answer(self, request_id: int) -> dict[str, Any]:
-        while True:
-            message: dict[str, Any] = json.loads(await self._stdout.receive_until(b"\n", 16 * 1024 * 1024))
-            if message.get("id") == request_id:
-                return message
 
 
 async def _measure(sandbox: Sandbox, state_dir: str, n: int) -> tuple[dict[str, list[float]], int]:
     times: dict[str, list[float]] = {"mcp": [], "direct": [], "raw": [], "echo": []}
-    errors = 0
     # Each server its own state directory: a shared ledger would have each one watching the other's job.
     mcp_dir, raw_dir = Path(state_dir) / "mcp", Path(state_dir) / "raw"
     mcp_dir.mkdir()
@@ -120,26 +105,9 @@ async def _measure(sandbox: Sandbox, state_dir: str, n: int) -> tuple[dict[str, 
             response = await http.get(url, params={"logs": "1"}, headers=headers)
             return response.status_code in (200, 202) and response.json().get("status") == "IN_PROGRESS"
 
-        paths: list[tuple[str, Callable[[], Awaitable[bool]]]] = [
-            ("direct", direct),
-            ("mcp", via_mcp),
-            ("raw", via_raw),
-            ("echo", via_echo),
-        ]
-
-        async def timed(call: Callable[[], Awaitable[bool]]) -> tuple[float, bool]:
-            started = time.perf_counter()
-            ok = await call()
-            return time.perf_counter() - started, ok
-
-        for _ in range(WARM_UP):
-            for _, call in paths:
-                await timed(call)
-        for i in range(n):
-            for name, call in paths[i % 4 :] + paths[: i % 4]:  # rotate which path goes first
-                elapsed, ok = await timed(call)
-                times[name].append(elapsed)
-                errors += not ok
+        paths: list[TimedPath] = [("direct", direct), ("mcp", via_mcp), ("raw", via_raw), ("echo", via_echo)]
+        await warm_up(paths, WARM_UP)
+        errors = await interleave(paths, n, times)  # rotating which path goes first
         for child in (process, trivial):
             if child.stdin is not None:
                 await child.stdin.aclose()  # end of input: the server exits

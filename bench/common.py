@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from server.settings import Settings
 
 if TYPE_CHECKING:
+    from anyio.abc import Process
+
     from server.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,3 +303,58 @@ def status_url(sandbox: Sandbox, request_id: str) -> str:
 
 def auth_headers(sandbox: Sandbox) -> dict[str, str]:
     return {"Authorization": f"Key {sandbox.config.key}"}
+
+
+# ---- raw JSON-RPC over a server's pipes, and interleaved timing ---------------------------------------------
+
+
+class PipeSession:
+    """Newline-delimited JSON-RPC straight over a server's pipes: no client library, just json.dumps/loads."""
+
+    def __init__(self, process: Process, *, first_id: int = 0) -> None:
+        from anyio.streams.buffered import BufferedByteReceiveStream
+
+        assert process.stdin is not None and process.stdout is not None
+        self._stdin = process.stdin
+        self._stdout = BufferedByteReceiveStream(process.stdout)
+        self._next_id = first_id  # above the ids of anything sent by hand (`send`)
+
+    async def send(self, data: bytes) -> None:
+        await self._stdin.send(data)
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The whole answer (`result` or `error`) to one request; other lines before it are passed over."""
+        self._next_id += 1
+        message = {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
+        await self._stdin.send(json.dumps(message).encode() + b"\n")
+        return await self.answer(self._next_id)
+
+    async def answer(self, request_id: int) -> dict[str, Any]:
+        while True:
+            message: dict[str, Any] = json.loads(await self._stdout.receive_until(b"\n", 16 * 1024 * 1024))
+            if message.get("id") == request_id:
+                return message
+
+
+# A path to time: its name, and a call that says whether its answer was the one expected.
+TimedPath = tuple[str, Callable[[], Awaitable[bool]]]
+
+
+async def warm_up(paths: list[TimedPath], rounds: int) -> None:
+    for _ in range(rounds):
+        for _, call in paths:
+            await call()
+
+
+async def interleave(paths: list[TimedPath], rounds: int, times: dict[str, list[float]]) -> int:
+    """Time each path `rounds` times, rotating which goes first so all see the same machine noise; the seconds go
+    to `times[name]`, and the count of wrong answers is returned."""
+    errors = 0
+    for i in range(rounds):
+        turn = i % len(paths)
+        for name, call in paths[turn:] + paths[:turn]:
+            started = time.perf_counter()
+            ok = await call()
+            times[name].append(time.perf_counter() - started)
+            errors += not ok
+    return errors

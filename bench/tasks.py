@@ -10,15 +10,10 @@ Rows: p50 of each and their ratio (target: `tasks/get` no dearer), and the upstr
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from bench.common import (
     INFO,
@@ -26,14 +21,18 @@ from bench.common import (
     ROOT,
     SEED_INPUT,
     SEED_MODEL,
+    PipeSession,
     Report,
     Row,
+    TimedPath,
+    interleave,
     ms,
     percentile,
     progress,
     server_env,
     temp_state_dir,
     verdict,
+    warm_up,
 )
 from server.sandbox import Sandbox, SandboxConfig
 
@@ -51,26 +50,15 @@ def envelope() -> dict[str, Any]:
     }
 
 
-class ModernSession:
+class ModernSession(PipeSession):
     """Raw 2026-07-28 JSON-RPC lines over the server's pipes (no handshake: every request carries its envelope)."""
 
-    def __init__(self, process: Process) -> None:
-        assert process.stdin is not None and process.stdout is not None
-        self._stdin = process.stdin
-        self._stdout = BufferedByteReceiveStream(process.stdout)
-        self._next_id = 0
-
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self._next_id += 1
-        message = {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": {**params, "_meta": envelope()}}
-        await self._stdin.send(json.dumps(message).encode() + b"\n")
-        while True:
-            answer: dict[str, Any] = json.loads(await self._stdout.receive_until(b"\n", 16 * 1024 * 1024))
-            if answer.get("id") == self._next_id:
-                if "result" not in answer:
-                    raise RuntimeError(f"{method} failed: {answer.get('error')}")
-                result: dict[str, Any] = answer["result"]
-                return result
+        answer = await super().request(method, {**params, "_meta": envelope()})
+        if "result" not in answer:
+            raise RuntimeError(f"{method} failed: {answer.get('error')}")
+        result: dict[str, Any] = answer["result"]
+        return result
 
     async def submit(self) -> dict[str, Any]:
         return await self.request(
@@ -86,7 +74,6 @@ async def _measure(sandbox: Sandbox, state_dir: str, n: int) -> tuple[dict[str, 
         FAL_MCP_BASE_URL=sandbox.base_url,
         FAL_MCP_WATCH_FIRST_INTERVAL="3600",  # the watcher is on (tasks need it) but checks nothing meanwhile
     )
-    errors = 0
     async with await anyio.open_process([PYTHON, "-m", "server"], env=env, cwd=ROOT, stderr=subprocess.DEVNULL) as p:
         session = ModernSession(p)
         created = await session.submit()
@@ -105,22 +92,10 @@ async def _measure(sandbox: Sandbox, state_dir: str, n: int) -> tuple[dict[str, 
             )
             return not answer.get("isError") and answer["structuredContent"]["status"] == "IN_PROGRESS"
 
-        paths: list[tuple[str, Callable[[], Awaitable[bool]]]] = [("tasks/get", task_get), ("get_fal_status", status)]
-
-        async def timed(call: Callable[[], Awaitable[bool]]) -> tuple[float, bool]:
-            started = time.perf_counter()
-            ok = await call()
-            return time.perf_counter() - started, ok
-
-        for _ in range(WARM_UP):
-            for _, call in paths:
-                await timed(call)
+        paths: list[TimedPath] = [("tasks/get", task_get), ("get_fal_status", status)]
+        await warm_up(paths, WARM_UP)
         before = {job: _reads(sandbox, job) for job in (task_job, plain_job)}
-        for i in range(n):
-            for name, call in paths[i % 2 :] + paths[: i % 2]:
-                elapsed, ok = await timed(call)
-                times[name].append(elapsed)
-                errors += not ok
+        errors = await interleave(paths, n, times)
         reads = {
             "tasks/get": _reads(sandbox, task_job) - before[task_job],
             "get_fal_status": _reads(sandbox, plain_job) - before[plain_job],

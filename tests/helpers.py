@@ -60,6 +60,35 @@ def make_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
     return Settings.from_env({}, **values)
 
 
+def native_settings(base_url: str, key: str, state: Path | None = None, **overrides: Any) -> Settings:
+    """Settings for UniAPI's native Kling and Luma routes at `base_url`: quick polls, generous timeouts, a fresh ledger
+    unless `state` names one (a restart)."""
+    values: dict[str, Any] = {
+        "provider": "uniapi",
+        "base_url": base_url,
+        "uniapi_key": key,
+        "state_dir": state or scratch_dir("fal-mcp-native-"),
+        "download_dir": scratch_dir("fal-mcp-native-dl-"),
+        "watch_jobs": False,
+        "poll_first_interval": 0.2,
+        "poll_max_interval": 0.4,
+        "retry_deadline": 5.0,
+        "request_timeout": 10.0,
+        "submit_timeout": 10.0,
+    }
+    return Settings.from_env({}, **(values | overrides))
+
+
+async def finish_job(client: Any, request_id: str) -> Any:
+    """The finished job's get_fal_result answer, asked again while it is not done (each ask waits up to 20 s)."""
+    for _ in range(10):
+        result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})
+        assert not result.is_error, text_of(result)
+        if result.structured_content["done"]:
+            return result
+    raise AssertionError("the job did not finish")
+
+
 class CheckedClient:
     """An in-memory client that also checks every structured answer against the tool's published outputSchema,
     as a stdio client does (the in-memory transport skips that check)."""

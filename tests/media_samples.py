@@ -68,3 +68,19 @@ def wav_header(*chunks_before_fmt: bytes) -> bytes:
     fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
     body = b"WAVE" + b"".join(chunks_before_fmt) + fmt + b"data" + struct.pack("<I", 0)
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+# Each sample above with the type sniffing must give it: checked among every format (test_local_files) and beside
+# text that starts with the same magic numbers (test_hostile_files).
+REAL_SAMPLES: list[tuple[str, bytes]] = [
+    ("image/gif", GIF_1X1),
+    ("image/gif", gif_without_extensions()),
+    ("image/webp", WEBP_LOSSY_1X1),
+    ("image/webp", WEBP_LOSSLESS_1X1),
+    ("image/webp", webp_extended()),
+    ("audio/mpeg", mp3_frames()),  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz
+    ("audio/aac", adts_frames()),  # ADTS, 44.1 kHz
+    ("audio/wav", wav_header()),
+    ("audio/ogg", ogg_page(b"\x01vorbis" + b"\0" * 22)),
+    ("audio/flac", flac_header()),
+]

@@ -20,7 +20,7 @@ from server.jobs.watcher import Watcher
 from server.settings import Settings
 from server.upstream import kling, luma
 from server.upstream.ids import InvalidIdError, normalize_model_id, route_family_of, validate_request_id
-from tests.helpers import clean_env, connect, scratch_dir, text_of
+from tests.helpers import clean_env, connect, finish_job, native_settings, text_of
 from tests.native_fake import KEY, NativeFake, native_fake
 from tests.stdio_session import StdioSession
 from tools.submit import submit
@@ -40,20 +40,7 @@ def fake() -> Iterator[NativeFake]:
 
 
 def uniapi_settings(fake: NativeFake, state: Path | None = None, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "provider": "uniapi",
-        "base_url": fake.base_url,
-        "uniapi_key": KEY,
-        "state_dir": state or scratch_dir("fal-mcp-native-"),
-        "download_dir": scratch_dir("fal-mcp-native-dl-"),
-        "watch_jobs": False,
-        "poll_first_interval": 0.2,
-        "poll_max_interval": 0.4,
-        "retry_deadline": 5.0,
-        "request_timeout": 10.0,
-        "submit_timeout": 10.0,
-    }
-    return Settings.from_env({}, **(values | overrides))
+    return native_settings(fake.base_url, KEY, state, **overrides)
 
 
 # ---- model ids ---------------------------------------------------------------------------------------------------
@@ -168,12 +155,8 @@ def test_an_extend_names_its_source_in_the_path_not_in_the_body() -> None:
 
 
 async def _finish(client: Any, request_id: str) -> dict[str, Any]:
-    for _ in range(10):
-        result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})
-        assert not result.is_error, text_of(result)
-        if result.structured_content["done"]:
-            return {"structured": result.structured_content, "content": result.content}
-    raise AssertionError("the job did not finish")
+    result = await finish_job(client, request_id)
+    return {"structured": result.structured_content, "content": result.content}
 
 
 async def test_a_uniapi_user_makes_kling_and_luma_jobs_extends_one_and_finds_them_after_a_restart(

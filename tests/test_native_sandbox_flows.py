@@ -15,7 +15,7 @@ from server.app import open_runtime
 from server.errors import FalError, SubmitOutcomeUnknownError
 from server.sandbox import OTHER_DIALECT, Fault, NativeConfig, Sandbox, SandboxConfig
 from server.settings import Settings
-from tests.helpers import connect, scratch_dir, text_of
+from tests.helpers import connect, finish_job, native_settings, text_of
 from tools.follow import result
 from tools.submit import submit
 
@@ -40,29 +40,11 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
 
 
 def settings_for(sandbox: Sandbox, state: Path | None = None, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "provider": "uniapi",
-        "base_url": sandbox.base_url,
-        "uniapi_key": sandbox.config.key,
-        "state_dir": state or scratch_dir("fal-mcp-native-sb-"),
-        "download_dir": scratch_dir("fal-mcp-native-sb-dl-"),
-        "watch_jobs": False,
-        "poll_first_interval": 0.2,
-        "poll_max_interval": 0.4,
-        "retry_deadline": 5.0,
-        "request_timeout": 10.0,
-        "submit_timeout": 10.0,
-    }
-    return Settings.from_env({}, **(values | overrides))
+    return native_settings(sandbox.base_url, sandbox.config.key, state, **overrides)
 
 
 async def _finish(client: Any, request_id: str) -> dict[str, Any]:
-    for _ in range(10):
-        result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})
-        assert not result.is_error, text_of(result)
-        if result.structured_content["done"]:
-            return dict(result.structured_content)
-    raise AssertionError("the job did not finish")
+    return dict((await finish_job(client, request_id)).structured_content)
 
 
 async def test_one_conversation_on_either_dialect(sandbox: Sandbox) -> None:

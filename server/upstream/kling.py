@@ -10,37 +10,37 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import AsyncGenerator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from server.errors import BadResponseError, CancelUnsupportedError, FalError, JobFailedError, SubmitOutcomeUnknownError
+from server.errors import SubmitOutcomeUnknownError
 from server.errors import describe_detail as describe
 from server.upstream import ids
-from server.upstream.client import UpstreamClient
 from server.upstream.ids import Family
-from server.upstream.outputs import MediaFile, find_media
-from server.upstream.reports import CancelOutcome, ResultReport, StatusReport, SubmitReceipt
+from server.upstream.polled import PolledAdapter, TaskStates
+from server.upstream.reports import StatusReport, SubmitReceipt
 from server.upstream.responses import describe_body, safe_json
 
 log = logging.getLogger(__name__)
 
 STATES: dict[str, str] = {"submitted": "IN_QUEUE", "processing": "IN_PROGRESS", "succeed": "COMPLETED"}
-FAILED = "failed"
 # The MIME type of a result file whose URL does not say it (Kling's videos are MP4, its images PNG or JPEG).
 DEFAULT_TYPES = {"videos": "video/mp4", "images": "image/png"}
-_unknown_states_logged: set[str] = set()
+_TASK_STATES = TaskStates(
+    STATES,
+    no_reason="Kling reports the task failed (no reason given)",
+    error_type="task_failed",
+    unknown_warning="Kling reported an unknown task status %r; taken as still running",
+    log=log,
+)
 
 
-class KlingAdapter:
+class KlingAdapter(PolledAdapter):
     family: Family = "kling"
-    can_cancel = False
-    stream_supported: bool | None = False
-
-    def __init__(self, client: UpstreamClient) -> None:
-        self._client = client
+    title = "Kling"
+    noun = "task"
 
     async def submit(self, model_id: str, body: dict[str, Any]) -> SubmitReceipt:
         response = await self._client.post(model_id, body, family="kling")
@@ -51,7 +51,7 @@ class KlingAdapter:
         if not isinstance(task_id, str | int) or isinstance(task_id, bool):
             raise SubmitOutcomeUnknownError(
                 f"Kling accepted the submit (HTTP {response.status_code}) but its answer has no task id "
-                f"({_said(self._client, response)}), so the job cannot be tracked. A task may be running and "
+                f"({self._said(response)}), so the job cannot be tracked. A task may be running and "
                 "billed: check your UniAPI dashboard or list_fal_jobs before resubmitting.",
                 status_code=response.status_code,
             )
@@ -66,71 +66,29 @@ class KlingAdapter:
         report = parse_task(data)
         return SubmitReceipt(request_id=task, endpoint_id=model_id, status=report.state, queue_position=None)
 
-    async def status(
-        self,
-        model_id: str,
-        request_id: str,
-        *,
-        with_logs: bool = True,
-        on_retry: Callable[[FalError], None] | None = None,
-    ) -> StatusReport:
-        return parse_task(await self._task(model_id, request_id, "status", on_retry))
+    def _task_path(self, model_id: str, request_id: str) -> str:
+        return f"{model_id}/{request_id}"
 
-    async def result(self, model_id: str, request_id: str) -> ResultReport:
-        data = await self._task(model_id, request_id, "result", None)
-        report = parse_task(data)
-        if report.failed:
-            raise JobFailedError(f"The job failed: {report.error}", error_type=report.error_type)
-        if report.state != "COMPLETED":
-            return ResultReport(output=None)
-        return ResultReport(output=task_output(data))
+    def _unwrap(self, body: Any) -> dict[str, Any] | None:
+        return _data(body)
 
-    async def cancel(self, model_id: str, request_id: str) -> CancelOutcome:
-        raise CancelUnsupportedError(
-            "Kling's routes have no cancel, so nothing was sent: the task keeps running and will be billed; its "
-            "result can still be fetched with get_fal_result."
-        )
+    def _parse(self, task: dict[str, Any]) -> StatusReport:
+        return parse_task(task)
 
-    def status_stream(self, model_id: str, request_id: str) -> AsyncGenerator[StatusReport, None]:
-        raise NotImplementedError("Kling's routes have no status stream")  # stream_supported is False: never asked
+    async def _output(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
+        return task_output(task)
 
-    @staticmethod
-    def media(output: dict[str, Any]) -> list[MediaFile]:
-        return find_media(output)  # each video or image of the output is kept as {url, content_type}
-
-    async def _task(
-        self, model_id: str, request_id: str, kind: str, on_retry: Callable[[FalError], None] | None
-    ) -> dict[str, Any]:
-        path = f"{model_id}/{ids.validate_request_id(request_id)}"
-        response = await self._client.get(path, family="kling", kind=kind, on_retry=on_retry)
-        envelope = self._client.scrub(self._client.answers.json_or_raise(response, action=kind), raw=response.content)
-        data = _data(envelope)
-        if data is None:
-            raise BadResponseError(
-                f"Kling's answer to {kind} has no task in it ({_said(self._client, response)}); try again in a minute.",
-                status_code=response.status_code,
-            )
-        return data
+    def _said(self, response: httpx.Response) -> str:
+        """What an answer without a task says: Kling's own code and message (the key cut out), or its kind."""
+        body = self._client.scrub(safe_json(response))
+        if isinstance(body, dict) and body.get("message"):
+            return f"code {describe(body.get('code'))}: {describe(body.get('message'), 200)}"
+        return describe_body(response)
 
 
 def parse_task(data: dict[str, Any]) -> StatusReport:
-    """A Kling task as a status: `failed` is a completed job with the upstream's reason; an unknown state is still
-    running (logged once per state word, so a new word is noticed without flooding the log)."""
-    word = str(data.get("task_status") or "").lower()
-    if word == FAILED:
-        reason = data.get("task_status_msg")
-        return StatusReport(
-            "COMPLETED",
-            error=describe(reason) if reason else "Kling reports the task failed (no reason given)",
-            error_type="task_failed",
-        )
-    state = STATES.get(word)
-    if state is None:
-        if word not in _unknown_states_logged:
-            _unknown_states_logged.add(word)
-            log.warning("Kling reported an unknown task status %r; taken as still running", word[:40])
-        return StatusReport("IN_PROGRESS")
-    return StatusReport(state)  # type: ignore[arg-type]  # one of STATES' values
+    """A Kling task as a status (see `TaskStates`)."""
+    return _TASK_STATES.report(str(data.get("task_status") or "").lower(), data.get("task_status_msg"))
 
 
 def task_output(data: dict[str, Any]) -> dict[str, Any]:
@@ -164,11 +122,3 @@ def _data(envelope: Any) -> dict[str, Any] | None:
     if code not in (0, "0") or not isinstance(data, dict):
         return None
     return data
-
-
-def _said(client: UpstreamClient, response: httpx.Response) -> str:
-    """What an answer without a task says: Kling's own code and message (the key cut out), or its kind."""
-    body = client.scrub(safe_json(response))
-    if isinstance(body, dict) and body.get("message"):
-        return f"code {describe(body.get('code'))}: {describe(body.get('message'), 200)}"
-    return describe_body(response)

@@ -13,23 +13,18 @@ The extend model (`luma/generations/extend`) takes the source generation's reque
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from server.errors import (
-    BadResponseError,
-    CancelUnsupportedError,
     FalError,
     InvalidRequestError,
     JobFailedError,
     SubmitOutcomeUnknownError,
 )
-from server.errors import describe_detail as describe
 from server.upstream import ids
-from server.upstream.client import UpstreamClient
 from server.upstream.ids import LUMA_EXTEND, LUMA_GENERATE, LUMA_SOURCE_FIELD, Family
-from server.upstream.outputs import MediaFile, find_media
-from server.upstream.reports import CancelOutcome, ResultReport, StatusReport, SubmitReceipt
+from server.upstream.polled import PolledAdapter, TaskStates
+from server.upstream.reports import StatusReport, SubmitReceipt
 from server.upstream.responses import describe_body, safe_json
 
 log = logging.getLogger(__name__)
@@ -41,19 +36,21 @@ STATES: dict[str, str] = {
     "dreaming": "IN_PROGRESS",
     "completed": "COMPLETED",
 }
-FAILED = "failed"
 SOURCE_FIELD = LUMA_SOURCE_FIELD
 VIDEO_TYPE = "video/mp4"
-_unknown_states_logged: set[str] = set()
+_GENERATION_STATES = TaskStates(
+    STATES,
+    no_reason="Luma reports the generation failed (no reason given)",
+    error_type="generation_failed",
+    unknown_warning="Luma reported an unknown generation state %r; taken as still running",
+    log=log,
+)
 
 
-class LumaAdapter:
+class LumaAdapter(PolledAdapter):
     family: Family = "luma"
-    can_cancel = False
-    stream_supported: bool | None = False
-
-    def __init__(self, client: UpstreamClient) -> None:
-        self._client = client
+    title = "Luma"
+    noun = "generation"
 
     async def submit(self, model_id: str, body: dict[str, Any]) -> SubmitReceipt:
         path, sent = submit_route(model_id, body)
@@ -77,24 +74,17 @@ class LumaAdapter:
             request_id=request_id, endpoint_id=model_id, status=parse_generation(generation).state, queue_position=None
         )
 
-    async def status(
-        self,
-        model_id: str,
-        request_id: str,
-        *,
-        with_logs: bool = True,
-        on_retry: Callable[[FalError], None] | None = None,
-    ) -> StatusReport:
-        return parse_generation(await self._generation(request_id, "status", on_retry))
+    def _task_path(self, model_id: str, request_id: str) -> str:
+        return f"{LUMA_GENERATE}/{request_id}"
 
-    async def result(self, model_id: str, request_id: str) -> ResultReport:
-        generation = await self._generation(request_id, "result", None)
-        report = parse_generation(generation)
-        if report.failed:
-            raise JobFailedError(f"The job failed: {report.error}", error_type=report.error_type)
-        if report.state != "COMPLETED":
-            return ResultReport(output=None)
-        video = generation.get("video")
+    def _unwrap(self, body: Any) -> dict[str, Any] | None:
+        return _generation(body)
+
+    def _parse(self, task: dict[str, Any]) -> StatusReport:
+        return parse_generation(task)
+
+    async def _output(self, request_id: str, task: dict[str, Any]) -> dict[str, Any]:
+        video = task.get("video")
         watermarked = video.get("url") if isinstance(video, dict) else None
         if not isinstance(watermarked, str) or not watermarked:
             raise JobFailedError(
@@ -104,34 +94,7 @@ class LumaAdapter:
         clean = video.get("download_url") if isinstance(video, dict) else None
         if not isinstance(clean, str) or not clean:
             clean = await self._download_url(request_id)
-        return ResultReport(output=generation_output(generation, clean))
-
-    async def cancel(self, model_id: str, request_id: str) -> CancelOutcome:
-        raise CancelUnsupportedError(
-            "Luma's routes have no cancel, so nothing was sent: the generation keeps running and will be billed; "
-            "its result can still be fetched with get_fal_result."
-        )
-
-    def status_stream(self, model_id: str, request_id: str) -> AsyncGenerator[StatusReport, None]:
-        raise NotImplementedError("Luma's routes have no status stream")  # stream_supported is False: never asked
-
-    @staticmethod
-    def media(output: dict[str, Any]) -> list[MediaFile]:
-        return find_media(output)  # each video or image of the output is kept as {url, content_type}
-
-    async def _generation(
-        self, request_id: str, kind: str, on_retry: Callable[[FalError], None] | None
-    ) -> dict[str, Any]:
-        path = f"{LUMA_GENERATE}/{ids.validate_request_id(request_id)}"
-        response = await self._client.get(path, family="luma", kind=kind, on_retry=on_retry)
-        body = self._client.scrub(self._client.answers.json_or_raise(response, action=kind), raw=response.content)
-        generation = _generation(body)
-        if generation is None:
-            raise BadResponseError(
-                f"Luma's answer to {kind} has no generation in it ({describe_body(response)}); try again in a minute.",
-                status_code=response.status_code,
-            )
-        return generation
+        return generation_output(task, clean)
 
     async def _download_url(self, request_id: str) -> str | None:
         """The no-watermark link from the download route, or None when it gives none (the video URL serves)."""
@@ -161,23 +124,9 @@ def submit_route(model_id: str, body: dict[str, Any]) -> tuple[str, dict[str, An
 
 
 def parse_generation(generation: dict[str, Any]) -> StatusReport:
-    """A Luma generation as a status: `failed` is a completed job with the upstream's reason; an unknown state is
-    still running (logged once per state word)."""
-    word = str(generation.get("state") or "").lower()
-    if word == FAILED:
-        reason = generation.get("failure_reason") or generation.get("detail")
-        return StatusReport(
-            "COMPLETED",
-            error=describe(reason) if reason else "Luma reports the generation failed (no reason given)",
-            error_type="generation_failed",
-        )
-    state = STATES.get(word)
-    if state is None:
-        if word not in _unknown_states_logged:
-            _unknown_states_logged.add(word)
-            log.warning("Luma reported an unknown generation state %r; taken as still running", word[:40])
-        return StatusReport("IN_PROGRESS")
-    return StatusReport(state)  # type: ignore[arg-type]  # one of STATES' values
+    """A Luma generation as a status (see `TaskStates`)."""
+    reason = generation.get("failure_reason") or generation.get("detail")
+    return _GENERATION_STATES.report(str(generation.get("state") or "").lower(), reason)
 
 
 def generation_output(generation: dict[str, Any], clean_url: str | None) -> dict[str, Any]:
