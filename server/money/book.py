@@ -73,7 +73,7 @@ class PriceBook:
         try:
             fetched = await self._fetch([key])
         except PricingUnavailable as exc:
-            log.warning("pricing: %s", exc)
+            log.info("pricing: %s", exc)  # the answer says so; a warning would repeat it on stderr
             self._misses[key] = (str(exc), self._clock() + FAILURE_SECONDS)
             return _stale_or_none(cached, str(exc))
         for fetched_key, price in fetched.items():
