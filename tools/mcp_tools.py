@@ -254,7 +254,7 @@ async def describe_fal_model(
     """
     from tools.catalog import views
 
-    return await _answer(ctx, lambda: views.describe_model(model))
+    return await _answer(ctx, lambda: views.describe_priced(_runtime(ctx), model))
 
 
 async def upload_fal_file(
