@@ -5,13 +5,16 @@ describe_fal_model's price. All against the sandbox, which prices its models its
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 from server.jobs.watcher import Watcher
+from server.money.balance import uniapi_balance
 from server.runtime import Runtime, open_runtime
 from server.sandbox import Fault, Sandbox
 from server.sandbox.billing import SANDBOX_STARTING_BALANCE, SANDBOX_UNIT_PRICES
@@ -19,9 +22,8 @@ from server.settings import Settings
 from server.upstream.reports import billable_units
 from tests.helpers import SEED_INPUT, SEED_MODEL, connect, make_settings
 from tests.postgres import Backend
-from tools.catalog import lookup
-from tools.catalog.quantity import priced_quantity
 from tools.catalog.sandbox_rules import CatalogRules
+from tools.submit import submit
 
 pytestmark = pytest.mark.anyio
 FLUX = "fal-ai/flux/dev"
@@ -56,21 +58,16 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 async def charged_job(rt: Runtime, model: str = SEED_MODEL, body: dict[str, Any] | None = None) -> str:
-    """A job submitted the way a priced submit records it: quoted, its estimate held on its row, then sent."""
-    body = dict(SEED_INPUT if body is None else body)
-    entry = lookup(model)
+    """A job submitted through the submit path: quoted, its estimate held on its row, then sent."""
+    answer = await submit(rt, model, dict(SEED_INPUT if body is None else body))
+    assert answer.request_id is not None and answer.cost_estimate is not None, answer.notes
+    return answer.request_id
 
-    def count(unit: str) -> tuple[float, str] | None:
-        quantity = priced_quantity(entry, body, unit)
-        return None if quantity is None else (quantity.amount, quantity.basis)
 
-    quote = await rt.money.quote(model, count)
-    assert quote.estimate is not None, quote.note
-    charge = rt.money.charge(model, quote, None)
-    row_id = await rt.jobs.db(rt.jobs.ledger.begin_submit, model, body, charge)
-    receipt = await rt.upstream.submit(model, body)
-    await rt.jobs.db(rt.jobs.ledger.mark_submitted, row_id, receipt.request_id, receipt.queue_position)
-    return receipt.request_id
+async def submitted(client: Any) -> str:
+    answer = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+    assert not answer.is_error and answer.structured_content["cost_estimate"]["usd"] == ESTIMATE, answer.content
+    return str(answer.structured_content["request_id"])
 
 
 def uniapi_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
@@ -170,13 +167,13 @@ async def test_the_watcher_keeps_the_bill(sandbox: Sandbox, settings: Settings) 
 
 async def test_a_billed_job_shows_its_cost_everywhere(sandbox: Sandbox) -> None:
     settings = uniapi_settings(sandbox)
-    async with runtime(settings) as rt:
-        request_id = await charged_job(rt)
-        spent_before = await rt.money.summary(ask_balance=False)
     async with connect(settings) as client:
+        request_id = await submitted(client)
         listed = (await client.call_tool("list_fal_jobs", {})).structured_content
         assert listed["jobs"][0]["cost"] == {"usd": ESTIMATE, "kind": "estimated"}  # held while it runs
-        assert listed["spend"].startswith(f"Spent ${ESTIMATE:.2f} today ({spent_before.today})")
+        assert re.fullmatch(
+            rf"Spent \${ESTIMATE:.2f} today \(\d{{4}}-\d\d-\d\d\), \${ESTIMATE:.2f} this month\.", listed["spend"]
+        )
         result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 10})
         assert not result.is_error and result.structured_content["done"] is True
         assert result.structured_content["cost"] == {"usd": BILL, "kind": "billed"}
@@ -187,23 +184,21 @@ async def test_a_billed_job_shows_its_cost_everywhere(sandbox: Sandbox) -> None:
         assert (await read_json(client, f"fal://jobs/{request_id}"))["cost"] == {"usd": BILL, "kind": "billed"}
         spend = await read_json(client, "fal://spend")
     assert (spend["today_usd"], spend["month_usd"], spend["by_model"]) == (BILL, BILL, {SEED_MODEL: BILL})
-    # the sandbox's UniAPI usage route: its balance less what its jobs were billed
-    assert spend["balance"] == {
-        "usd": round(SANDBOX_STARTING_BALANCE - BILL, 6),
-        "used_usd": BILL,
-        "source": "UniAPI /v1/billing/usage",
-    }
-    assert "account balance $24.75" in spend["summary"]
+    # the balance as UniAPI's usage route told it at submit (kept a minute: a balance only ever informs)
+    assert spend["balance"] == {"usd": SANDBOX_STARTING_BALANCE, "used_usd": 0.0, "source": "UniAPI /v1/billing/usage"}
+    assert f"account balance ${SANDBOX_STARTING_BALANCE:.2f}" in spend["summary"]
     assert "daily_budget" not in spend  # none set
-    assert [r.path for r in sandbox.seen("GET") if "billing" in r.path] == ["/v1/billing/usage"]  # fal://spend only
+    assert [r.path for r in sandbox.seen("GET") if "billing" in r.path] == ["/v1/billing/usage"]
+    async with httpx.AsyncClient() as http:  # the sandbox's own books: the job was billed off its balance
+        after = await uniapi_balance(http, sandbox.base_url, sandbox.config.key, seconds=5)
+    assert (after.usd, after.used_usd) == (round(SANDBOX_STARTING_BALANCE - BILL, 6), BILL)
 
 
 async def test_an_unbilled_job_shows_its_estimate_marked(sandbox: Sandbox) -> None:
     sandbox.config.flavor = "uniapi"  # no billable units told
     settings = uniapi_settings(sandbox, daily_budget=2.0)
-    async with runtime(settings) as rt:
-        request_id = await charged_job(rt)
     async with connect(settings) as client:
+        request_id = await submitted(client)
         result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 10})
         assert result.structured_content["cost"] == {"usd": ESTIMATE, "kind": "estimated"}
         listed = (await client.call_tool("list_fal_jobs", {})).structured_content
@@ -215,9 +210,8 @@ async def test_an_unbilled_job_shows_its_estimate_marked(sandbox: Sandbox) -> No
 
 async def test_a_failed_job_gives_its_hold_back(sandbox: Sandbox, settings: Settings) -> None:
     sandbox.fail_next.append("content policy violation")
-    async with runtime(settings) as rt:
-        request_id = await charged_job(rt)
     async with connect(settings) as client:
+        request_id = await submitted(client)
         failed = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 10})
         assert failed.is_error
         listed = (await client.call_tool("list_fal_jobs", {})).structured_content
