@@ -4,6 +4,8 @@
   unit_price, unit, currency}], next_cursor, has_more}` for the models the sandbox prices.
 - `GET /v1/billing/usage` (UniAPI's balance route, `Authorization: Bearer` or `Key`): `{data: {balance, used,
   cache_used}, success}` in USD, the balance going down as the sandbox's jobs are billed.
+- `GET /v1/account/billing?expand=credits` (fal's account credits, `Authorization: Key`): `{credits:
+  {current_balance, currency}}`, the same balance.
 The `x-fal-billable-units` header of a result fetch is the sandbox upstream's (see `Sandbox._bill`).
 Prices are the sandbox's own (`SANDBOX_UNIT_PRICES`), nothing like a real provider's.
 """
@@ -64,7 +66,13 @@ def billing_routes(
             {"data": {"balance": round(balance - used, 6), "used": used, "cache_used": 0}, "success": True}
         )
 
+    async def credits(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Key {key}":
+            return JSONResponse({"detail": "Invalid API key"}, status_code=401)
+        return JSONResponse({"credits": {"current_balance": round(balance - spent(), 6), "currency": "USD"}})
+
     return [
         Route("/v1/models/pricing", pricing, methods=["GET"]),
         Route("/v1/billing/usage", usage, methods=["GET"]),
+        Route("/v1/account/billing", credits, methods=["GET"]),
     ]
