@@ -93,6 +93,8 @@ async def _demo() -> int:
             submitted = await _call(client, "submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
             request_id = submitted["request_id"]
             _say(f"   -> request_id {request_id}, {submitted['status']}")
+            if (estimate := submitted.get("cost_estimate")) is not None:
+                _say(f"   estimate: {describe_estimate(estimate)}")
 
             _say(f"\n2. get_fal_result  wait_seconds={WAIT_SECONDS} download=true")
             bar = ProgressBar(sys.stdout, expected_seconds=QUEUE_SECONDS + RUN_SECONDS)
@@ -103,6 +105,8 @@ async def _demo() -> int:
                 _say(f"   {result['next']}")
                 return 1
             _say("   output: " + json.dumps(result.get("output"), indent=2).replace("\n", "\n   "))
+            if (cost := result.get("cost")) is not None:
+                _say(f"   cost: ${cost['usd']:g} ({cost['kind']}; the sandbox's own prices, nothing is paid)")
             for saved in result.get("downloads", []):
                 _say(f"   saved: {saved['path']} ({saved['size']} bytes; kept: the sandbox's URLs end with the demo)")
             for problem in result.get("download_problems", []):
@@ -157,6 +161,15 @@ async def _call(client: Client, tool: str, arguments: dict[str, Any], progress: 
         raise SystemExit(f"{tool} failed: {text}")
     structured: dict[str, Any] = answer.structured_content
     return structured
+
+
+def describe_estimate(estimate: dict[str, Any]) -> str:
+    """A submit's cost_estimate in words: '$0.25 (5 seconds at $0.05 a second; fal pricing API)'."""
+    quantity, unit = estimate["quantity"], estimate["unit"]
+    dollars = "$" if estimate.get("usd") is not None else ""  # None: priced in another currency
+    amount = f"${estimate['usd']:g}" if dollars else "not in USD"
+    units = f"{quantity:g} {unit}{'' if quantity == 1 else 's'}"
+    return f"{amount} ({units} at {dollars}{estimate['unit_price']:g} a {unit}; {estimate['source']})"
 
 
 def _say(text: str) -> None:

@@ -264,6 +264,9 @@ def test_demo_runs_from_a_shadowing_folder_and_saves_the_video(shadowing_folder:
     # one tool per line, with its title
     assert re.search(r"^  submit_fal_job +Submit a fal generation job$", out, re.MULTILINE)
     assert "IN_QUEUE" in out and "-> COMPLETED" in out
+    # the sandbox prices its models: an estimate at submit, then the bill the result fetch told (5.008 s x $0.05)
+    assert "   estimate: $0.25 (5 seconds at $0.05 a second; fal pricing API)\n" in out, out
+    assert "   cost: $0.2504 (billed;" in out, out
     # progress lines while it waited (which phases a poll lands in depends on how busy the machine is)
     assert re.search(r"^   (Queued|Running)\b", out, re.MULTILINE), out
     saved = Path(re.search(r"saved: (.+?) \(\d+ bytes", out)[1])  # type: ignore[index]

@@ -324,8 +324,10 @@ class FuzzEnv:
                 assert len(model_posts) == 1, f"a submit sent {len(model_posts)} model requests: {where}"
                 self.known_ids.add(result.structured_content["request_id"])
                 OUTCOMES["submitted upstream"] += 1
-        elif name in ("list_fal_models", "describe_fal_model", "list_fal_jobs"):
+        elif name in ("list_fal_models", "list_fal_jobs"):
             assert sent == [], f"a local tool sent requests: {where}"
+        elif name == "describe_fal_model":  # its price may be asked of fal's pricing API (the sandbox's, here)
+            assert all(r.method == "GET" and r.path == "/v1/models/pricing" for r in sent), where
         elif name == "upload_fal_file":
             if result.is_error:
                 assert sent == [], f"a refused upload still sent requests: {where}"

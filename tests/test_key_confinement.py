@@ -31,6 +31,7 @@ from server.sandbox import Fault, Sandbox, SandboxConfig
 from server.sandbox.media import tiny_png
 from tests.helpers import SEED_INPUT, SEED_MODEL, clean_env, connect, make_settings, text_of
 from tests.stdio_session import StdioSession
+from tools.catalog.sandbox_rules import CatalogRules
 from tools.mcp_completion import JOB_TEMPLATE
 
 pytestmark = pytest.mark.anyio
@@ -533,6 +534,67 @@ async def test_an_upload_url_carrying_the_key_is_not_passed_on(upstream: Sandbox
 
 
 # ---- a stdio server at DEBUG ------------------------------------------------------------------------------------
+
+
+UNIAPI_KEY = "canary-uniapi-" + secrets.token_hex(16)
+PRICING, UNIAPI_USAGE, FAL_CREDITS = "/v1/models/pricing", "/v1/billing/usage", "/v1/account/billing"
+
+
+@pytest.mark.parametrize("provider", ["uniapi", "fal"])
+async def test_prices_and_balances_carry_each_key_to_its_own_host(
+    evil: EvilHost, tmp_path: Path, provider: str
+) -> None:
+    """The fal key goes to fal's hosts only (the queue, the platform API, storage), UniAPI's key to the base host
+    only: prices are asked of fal's platform API (a host of its own here) with the fal key; the balance of UniAPI's
+    base host with UniAPI's key, or, fal direct, of the platform API with the fal key. Redirects on those routes are
+    not followed, and neither key appears in an answer."""
+    through_uniapi = provider == "uniapi"
+    base_key = UNIAPI_KEY if through_uniapi else KEY
+    rules = CatalogRules()  # the catalog's units: SEED_MODEL by the second
+    with Sandbox(SandboxConfig(key=base_key), rules) as base, Sandbox(SandboxConfig(key=KEY), rules) as platform:
+        settings = make_settings(
+            base,
+            provider=provider,
+            uniapi_key=UNIAPI_KEY if through_uniapi else None,
+            fal_key=KEY,
+            platform_url=f"{platform.base_url}/v1",
+            state_dir=tmp_path / "state",
+            max_wait_seconds=10.0,
+        )
+        collected = Collector()
+        async with connect(settings) as client:
+            described = collected.tool(await client.call_tool("describe_fal_model", {"model": SEED_MODEL}))
+            assert described.structured_content["price"].startswith("0.05 USD per second (fal pricing API"), described
+            submitted = collected.tool(
+                await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
+            )
+            assert submitted.structured_content["cost_estimate"]["usd"] == 0.25, submitted.content
+            request_id = submitted.structured_content["request_id"]
+            result = collected.tool(
+                await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 10})
+            )
+            assert result.structured_content["cost"]["kind"] == "billed", result.content
+            await collected.resource(client, "fal://spend")
+        asked_before = len(platform.seen()) + len(base.seen())
+        # the same routes redirecting to another host (a new server: nothing cached in memory, the price too old)
+        location = {"Location": f"{evil.url}/steal"}
+        for sandbox in (base, platform):
+            for route in (PRICING, UNIAPI_USAGE, FAL_CREDITS):
+                sandbox.inject(Fault(route, status=302, headers=location, body=b"", times=10))
+        async with connect(make_settings(base, **{**settings.model_dump(), "price_cache_seconds": 0})) as client:
+            collected.tool(await client.call_tool("describe_fal_model", {"model": SEED_MODEL}))
+            await collected.resource(client, "fal://spend")
+        assert len(platform.seen()) + len(base.seen()) > asked_before  # the redirecting routes were asked
+    assert evil.received == []
+    assert {r.path for r in platform.seen()} == {PRICING} | (set() if through_uniapi else {FAL_CREDITS})
+    assert {r.authorization for r in platform.seen()} == {f"Key {KEY}"}
+    balance_asks = [r for r in base.seen() if r.path == UNIAPI_USAGE]
+    assert {r.authorization for r in balance_asks} == ({f"Bearer {UNIAPI_KEY}"} if through_uniapi else set())
+    assert not [r.path for r in base.seen() if r.path in (PRICING, FAL_CREDITS)]
+    if through_uniapi:  # the fal key never goes to UniAPI's host
+        assert not [r.path for r in base.seen() if KEY in f"{r.authorization} {r.query}" or KEY.encode() in r.body]
+    collected.assert_clean()
+    assert not [blob[:300] for blob in collected.blobs if UNIAPI_KEY in blob]
 
 
 def test_a_stdio_server_at_debug_never_writes_the_key(upstream: Sandbox, evil: EvilHost, tmp_path: Path) -> None:

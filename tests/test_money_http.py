@@ -73,5 +73,14 @@ async def test_uniapi_balance(billing_url: str) -> None:
         assert (balance.usd, balance.used_usd) == (23.75, 1.25)
         with pytest.raises(BalanceUnavailable, match="HTTP 401"):
             await uniapi_balance(http, billing_url, "wrong", seconds=5)
+
+
+@pytest.mark.anyio
+async def test_fal_credits(billing_url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        balance = await fal_balance(http, f"{billing_url}/v1", KEY, seconds=5)
+        assert (balance.usd, balance.source) == (23.75, "fal /account/billing")
+        with pytest.raises(BalanceUnavailable, match="HTTP 401"):  # a key that may not read the credits
+            await fal_balance(http, f"{billing_url}/v1", "wrong", seconds=5)
         with pytest.raises(BalanceUnavailable):
-            await fal_balance(http, f"{billing_url}/v1", KEY, seconds=5)  # the sandbox has no fal billing route
+            await fal_balance(http, f"{billing_url}/garbage", KEY, seconds=5)  # no such route there

@@ -29,6 +29,11 @@ def _money(sandbox: Sandbox, tmp_path: Path, **overrides: Any) -> Settings:
     return make_settings(sandbox, prices_file=prices, **overrides)
 
 
+def _unpriced(sandbox: Sandbox, **overrides: Any) -> Settings:
+    """Through UniAPI with no fal key: no price table, and fal's pricing API (the sandbox prices its models) unasked."""
+    return make_settings(sandbox, provider="uniapi", uniapi_key=sandbox.config.key, fal_key=None, **overrides)
+
+
 async def _submit(client: Any, **arguments: Any) -> Any:
     return await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT, **arguments})
 
@@ -48,7 +53,7 @@ async def test_a_submit_carries_its_estimate(sandbox: Sandbox, tmp_path: Path) -
 
 
 async def test_without_a_price_the_answer_says_so_plainly(sandbox: Sandbox) -> None:
-    async with connect(make_settings(sandbox)) as client:
+    async with connect(_unpriced(sandbox)) as client:
         answer = await _submit(client)
     assert "cost_estimate" not in answer.structured_content
     assert any(note.startswith("No cost estimate: no price is known") for note in answer.structured_content["notes"])
@@ -92,11 +97,11 @@ async def test_no_argument_raises_a_cap(sandbox: Sandbox, tmp_path: Path) -> Non
 
 
 async def test_an_unpriced_model_under_a_cap_is_refused_unless_allowed(sandbox: Sandbox) -> None:
-    async with connect(make_settings(sandbox, daily_budget=5.0)) as client:
+    async with connect(_unpriced(sandbox, daily_budget=5.0)) as client:
         refused = await _submit(client)
     assert refused.is_error and "FAL_MCP_ALLOW_UNPRICED" in _text(refused)
     assert not sandbox.seen("POST")
-    async with connect(make_settings(sandbox, daily_budget=5.0, allow_unpriced=True)) as client:
+    async with connect(_unpriced(sandbox, daily_budget=5.0, allow_unpriced=True)) as client:
         allowed = await _submit(client)
     assert not allowed.is_error and len(sandbox.seen("POST")) == 1
 

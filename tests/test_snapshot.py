@@ -77,8 +77,10 @@ async def test_every_tool_has_title_description_and_annotations(settings) -> Non
     assert by_name["submit_fal_job"].annotations.read_only_hint is False
     assert by_name["submit_fal_job"].annotations.idempotent_hint is False
     assert by_name["cancel_fal_job"].annotations.destructive_hint is True
-    for name in ("submit_fal_job", "get_fal_status", "get_fal_result", "cancel_fal_job"):
+    # describe_fal_model: its price may be asked of fal's pricing API
+    for name in ("submit_fal_job", "get_fal_status", "get_fal_result", "cancel_fal_job", "describe_fal_model"):
         assert by_name[name].annotations.open_world_hint is True, name
-    for name in ("list_fal_models", "describe_fal_model", "list_fal_jobs"):  # the catalog and ledger are local
+    assert by_name["describe_fal_model"].annotations.read_only_hint is True
+    for name in ("list_fal_models", "list_fal_jobs"):  # the catalog and ledger are local
         assert by_name[name].annotations.open_world_hint is False, name
         assert by_name[name].annotations.read_only_hint is True, name

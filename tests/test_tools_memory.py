@@ -68,6 +68,8 @@ async def test_seed_example_through_all_three_tools(sandbox: Sandbox, settings) 
     assert {r.path for r in gets} == {
         f"/fal-ai/kling-video/requests/{sub['request_id']}/status",
         f"/fal-ai/kling-video/requests/{sub['request_id']}",
+        "/v1/models/pricing",  # the submit's price (fal's platform API: the sandbox's, beside a loopback upstream)
+        "/v1/account/billing",  # and the balance it is checked against
     }
 
 

@@ -27,7 +27,8 @@ async def _submit(client: Any) -> str:
 
 
 def _gets(sandbox: Sandbox, suffix: str = "") -> list[str]:
-    return [r.path for r in sandbox.seen("GET") if r.path.endswith(suffix)]
+    """The job's GET requests (not the submit's price and balance, under /v1/)."""
+    return [r.path for r in sandbox.seen("GET") if r.path.endswith(suffix) and not r.path.startswith("/v1/")]
 
 
 async def test_wait_returns_the_result_mid_wait_with_growing_progress(sandbox: Sandbox) -> None:

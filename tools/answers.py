@@ -46,6 +46,14 @@ class StatusAnswer(BaseModel):
     next: str
 
 
+class Cost(BaseModel):
+    """What a job cost: the upstream's bill, or the estimate made at submit when no bill was told (and while the job
+    runs), or nothing ('released': it failed or was cancelled before running)."""
+
+    usd: float
+    kind: Literal["billed", "estimated", "released"]
+
+
 class SavedDownload(BaseModel):
     url: str
     path: str
@@ -64,6 +72,7 @@ class ResultAnswer(BaseModel):
     logs: list[str] = Field(default_factory=list)
     downloads: list[SavedDownload] = Field(default_factory=list)
     download_problems: list[str] = Field(default_factory=list)
+    cost: Cost | None = None
     next: str
 
 
@@ -98,6 +107,7 @@ class ModelDescription(BaseModel):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     example_input: dict[str, Any]
+    price: str | None = Field(None, description="The unit price, its source and date; or why none is known.")
     next: str
 
 
@@ -109,11 +119,13 @@ class JobSummary(BaseModel):
     error: str | None = None
     media_urls: list[str] = Field(default_factory=list)
     downloads: list[str] = Field(default_factory=list, description="Local paths of downloaded files.")
+    cost: Cost | None = None
 
 
 class JobList(BaseModel):
     count: int
     jobs: list[JobSummary]
+    spend: str | None = Field(None, description="What was spent today and this month.")
     next: str
 
 

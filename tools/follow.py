@@ -17,9 +17,10 @@ from server.jobs.keeping import FINISHED
 from server.jobs.ledger import JobRow
 from server.jobs.waiting import WaitLimits
 from server.upstream.ids import normalize_endpoint_id, validate_request_id
-from server.upstream.reports import StatusReport
+from server.upstream.reports import ResultReport, StatusReport
 from server.upstream.routes import media_of
-from tools.answers import CancelAnswer, Outcome, ResultAnswer, StatusAnswer
+from tools.answers import CancelAnswer, Cost, Outcome, ResultAnswer, StatusAnswer
+from tools.history import cost_of
 from tools.saving import save_media
 
 if TYPE_CHECKING:
@@ -99,11 +100,13 @@ async def _result(
             raise failure
         if report is None or report.state != "COMPLETED":
             return _still_running(rt, request_id, endpoint_id, report, row, waited=wait)
-    output = await _fetch(rt, request_id, endpoint_id, row, wait)
-    if isinstance(output, ResultAnswer):
-        return output
-    await rt.jobs.keep_output(request_id, output)
-    return _done(request_id, endpoint_id, output, kept=False)
+    fetched = await _fetch(rt, request_id, endpoint_id, row, wait)
+    if isinstance(fetched, ResultAnswer):
+        return fetched
+    assert fetched.output is not None
+    billed = await rt.jobs.keep_output(request_id, fetched.output, fetched.billable_units)
+    cost = Cost(usd=billed, kind="billed") if billed is not None else cost_of(row)
+    return _done(request_id, endpoint_id, fetched.output, kept=False, cost=cost)
 
 
 def kept_result(row: JobRow) -> ResultAnswer:
@@ -125,7 +128,7 @@ def latest_log(rt: Runtime, request_id: str) -> str | None:
 def _kept_outcome(request_id: str, endpoint_id: str, row: JobRow | None) -> ResultAnswer | None:
     """The answer for a job whose outcome the ledger keeps (a failure is raised); None while it has none."""
     if row is not None and row.state == "completed" and row.result is not None:
-        return _done(request_id, endpoint_id, row.result, kept=True)
+        return _done(request_id, endpoint_id, row.result, kept=True, cost=cost_of(row))
     if row is not None and row.state in ("failed", "cancelled"):
         raise JobFailedError(f"The job {row.state}: {row.error}")
     return None
@@ -133,19 +136,19 @@ def _kept_outcome(request_id: str, endpoint_id: str, row: JobRow | None) -> Resu
 
 async def _fetch(
     rt: Runtime, request_id: str, endpoint_id: str, row: JobRow | None, waited: float
-) -> dict[str, Any] | ResultAnswer:
-    """The output from the upstream, or a still-running answer; failures are recorded and raised."""
+) -> ResultReport | ResultAnswer:
+    """The upstream's result (with an output), or a still-running answer; failures are recorded and raised."""
     try:
         fetched = await rt.upstream.result(endpoint_id, request_id)
         if fetched.output is not None:
-            return fetched.output
+            return fetched
         report = await rt.upstream.status(endpoint_id, request_id)
         if report.failed:
             raise _failure(report)
         if report.state == "COMPLETED":  # finished between the two calls
             fetched = await rt.upstream.result(endpoint_id, request_id)
             if fetched.output is not None:
-                return fetched.output
+                return fetched
         return _still_running(rt, request_id, endpoint_id, report, row, waited=waited)
     except JobFailedError as failure:
         await rt.jobs.keep_failure(request_id, failure)
@@ -289,7 +292,7 @@ def _failure(report: StatusReport) -> JobFailedError:
     )
 
 
-def _done(request_id: str, endpoint_id: str, output: dict[str, Any], *, kept: bool) -> ResultAnswer:
+def _done(request_id: str, endpoint_id: str, output: dict[str, Any], *, kept: bool, cost: Cost | None) -> ResultAnswer:
     media = media_of(endpoint_id, output)
     source = " (served from this server's ledger)" if kept else ""
     return ResultAnswer(
@@ -299,6 +302,7 @@ def _done(request_id: str, endpoint_id: str, output: dict[str, Any], *, kept: bo
         status="COMPLETED",
         output=output,
         media=media,
+        cost=cost,
         next=(f"Done{source}. Show the user the media URLs." if media else f"Done{source}."),
     )
 

@@ -5,13 +5,14 @@ Free of MCP; answers come from the ledger alone (no upstream request).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from server.errors import InvalidRequestError
 from server.jobs.ledger import STATES
 from server.upstream.ids import normalize_endpoint_id
-from tools.answers import MAX_LIST_LIMIT, JobList, JobSummary
+from tools.answers import MAX_LIST_LIMIT, Cost, JobList, JobSummary
 
 if TYPE_CHECKING:
     from server.jobs.ledger import JobRow
@@ -33,7 +34,16 @@ async def list_jobs(rt: Runtime, status: str | None, model: str | None, since: s
         if jobs
         else "No recorded jobs match."
     )
-    return JobList(count=len(jobs), jobs=jobs, next=hint)
+    return JobList(count=len(jobs), jobs=jobs, spend=await spend_line(rt), next=hint)
+
+
+async def spend_line(rt: Runtime) -> str | None:
+    """One line of what was spent today and this month (and what is left of a daily budget), from the ledger alone:
+    the balance is asked only by fal://spend. None while nothing was spent and no budget is set."""
+    summary = await rt.money.summary(ask_balance=False)
+    if summary.month_usd == 0 and summary.daily_budget is None:
+        return None
+    return summary.line()
 
 
 def summarize(row: JobRow) -> JobSummary:
@@ -45,7 +55,26 @@ def summarize(row: JobRow) -> JobSummary:
         error=row.error,
         media_urls=row.media_urls,
         downloads=[str(d.get("path")) for d in row.downloads],
+        cost=cost_of(row),
     )
+
+
+async def spend_document(rt: Runtime) -> dict[str, Any]:
+    """What was spent today, this month and by model (this month), the daily budget left and the account's balance
+    where the provider tells it, for the fal://spend resource. A balance that cannot be read is left out."""
+    summary = await rt.money.summary()
+    document = {key: value for key, value in asdict(summary).items() if value is not None}
+    return {**document, "summary": summary.line()}
+
+
+def cost_of(row: JobRow | None) -> Cost | None:
+    """The job's cost as the ledger keeps it: billed, or its estimate (held while it runs, kept when no bill was
+    told), or nothing for a job that never ran; None when no price was known at submit."""
+    if row is None or row.cost_kind is None or row.cost_usd is None:
+        return None
+    if row.cost_kind == "released":
+        return Cost(usd=0.0, kind="released")
+    return Cost(usd=row.cost_usd, kind="billed" if row.cost_kind == "billed" else "estimated")
 
 
 def job_document(row: JobRow) -> dict[str, Any]:

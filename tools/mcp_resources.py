@@ -1,4 +1,4 @@
-"""MCP resources: the catalog (and, with the ledger, the jobs) as readable JSON documents.
+"""MCP resources: the catalog (and, with the ledger, the jobs and what they cost) as readable JSON documents.
 
 An unknown (or malformed) model or job is "not found" (-32602), not an internal error (-32603).
 """
@@ -67,6 +67,24 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
         except (FalError, LedgerError) as exc:  # a configuration error found at start-up, or a broken ledger
             raise ResourceError(str(exc)) from None
         return jobs.model_dump_json(exclude_none=True)
+
+    @server.resource(
+        "fal://spend",
+        name="fal-spend",
+        title="Spend and balance",
+        mime_type=JSON,
+        description="What jobs cost today, this month and by model; the daily budget left; the account's balance.",
+    )
+    async def spend() -> str:
+        from tools import history
+
+        rt = current()
+        try:
+            rt.check_config()
+            document = await history.spend_document(rt)
+        except (FalError, LedgerError) as exc:  # a configuration error found at start-up, or a broken ledger
+            raise ResourceError(str(exc)) from None
+        return json.dumps(document, ensure_ascii=False)
 
     @server.resource(
         "fal://jobs/{request_id}",

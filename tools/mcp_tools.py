@@ -88,7 +88,8 @@ def tool_specs() -> list[tuple[Callable[..., Any], str, ToolAnnotations, str]]:
             "SubmitAnswer",
         ),
         (list_fal_models, "List the catalogued fal models", LOCAL_READ, "ModelList"),
-        (describe_fal_model, "Describe a fal model's parameters", LOCAL_READ, "ModelDescription"),
+        # Read-only, but its price may be asked of fal's pricing API.
+        (describe_fal_model, "Describe a fal model's parameters", READ_ONLY, "ModelDescription"),
         (
             upload_fal_file,
             "Upload a local file for a model input",
@@ -255,7 +256,7 @@ async def describe_fal_model(
     """
     from tools.catalog import views
 
-    return await _answer(ctx, lambda: views.describe_model(model))
+    return await _answer(ctx, lambda: views.describe_priced(_runtime(ctx), model))
 
 
 async def upload_fal_file(

@@ -146,16 +146,35 @@ class Jobs:
         kept: dict[str, Any] = json.loads(text)
         return kept
 
-    async def keep_output(self, request_id: str, output: dict[str, Any]) -> None:
-        """Store a result the first time it is seen; too large a result keeps just its media URLs."""
+    async def keep_output(
+        self, request_id: str, output: dict[str, Any], billable_units: float | None = None
+    ) -> float | None:
+        """Store a result the first time it is seen; too large a result keeps just its media URLs. With the
+        upstream's `billable_units`, the job's bill (units x its estimate's unit price) replaces its estimate;
+        without them the estimate stands, marked as one. Returns the bill in USD, when there is one."""
         urls = [media.url for media in find_media(output)]
         size = len(json.dumps(output, ensure_ascii=False).encode())
         kept = output
         if size > self._max_stored_result_bytes:
             kept = {"_note": f"result of {size} bytes not kept (FAL_MCP_MAX_STORED_RESULT_BYTES)", "media_urls": urls}
+        billed = None
         with anyio.CancelScope(shield=True):
             changed = await self.db(self.ledger.store_result, request_id, kept, urls)
-        self._finished(request_id, changed)
+            if billable_units is not None:
+                billed = await self.db(self._settle_bill, request_id, billable_units)
+        self._finished(request_id, changed or billed is not None)
+        return billed
+
+    def _settle_bill(self, request_id: str, billable_units: float) -> float | None:
+        """In a worker thread: the job's bill from its estimate's unit price, kept in the ledger. Settling twice (two
+        followers kept the result) writes the same bill."""
+        from server.money.service import Money
+
+        row = self.ledger.get(request_id)
+        usd = Money.billed_usd(row.estimate if row else None, billable_units)
+        if usd is None or not self.ledger.settle_cost(request_id, usd):
+            return None
+        return usd
 
     async def keep_failure(self, request_id: str, error: JobFailedError) -> None:
         with anyio.CancelScope(shield=True):

@@ -118,7 +118,7 @@ class Watcher:
             return True
         if fetched.output is None:
             return False
-        await self._jobs.keep_output(row.request_id, fetched.output)
+        await self._jobs.keep_output(row.request_id, fetched.output, fetched.billable_units)
         return True
 
     async def _still_leased(self, request_id: str) -> bool:

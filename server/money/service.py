@@ -196,7 +196,9 @@ class Money:
 
     # ---- what was spent, what is left ----------------------------------------------------------------------------
 
-    async def summary(self) -> SpendSummary:
+    async def summary(self, *, ask_balance: bool = True) -> SpendSummary:
+        """Spend today, this month and by model; with the balance unless `ask_balance` is False (a summary from the
+        ledger alone, asking no provider)."""
         today = self.today()
         lines: list[SpendLine] = await self._jobs.db(self._jobs.ledger.spend, since_day=today[:8] + "01")
         by_model: dict[str, float] = {}
@@ -211,7 +213,7 @@ class Money:
             by_model=by_model,
             daily_budget=budget,
             left_today=None if budget is None else max(0.0, round(budget - today_usd, 6)),
-            balance=await self.balance(),
+            balance=await self.balance() if ask_balance else None,
         )
 
     async def balance(self) -> Balance | None:

@@ -30,6 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from server.sandbox import media as media_files
+from server.sandbox.billing import SANDBOX_STARTING_BALANCE, SANDBOX_UNIT_PRICES, billed_units, billing_routes
 from server.sandbox.book import JobBook
 from server.sandbox.faults import DroppingConnections, Fault, FaultBook
 from server.sandbox.jobs import SandboxConfig, SandboxJob, job_logs, job_phase, new_job
@@ -54,6 +55,14 @@ class ModelRules(Protocol):
 
     def output(self, endpoint_id: str, media_url: str, content_type: str) -> dict[str, Any] | None:
         """The model's output around one media file; None for a model it does not know."""
+        ...
+
+    def price_unit(self, endpoint_id: str) -> str | None:
+        """The unit the model is priced in (a key of `SANDBOX_UNIT_PRICES`); None: the sandbox does not price it."""
+        ...
+
+    def units(self, endpoint_id: str, body: dict[str, Any], unit: str) -> float | None:
+        """How many of `unit` the input makes (e.g. its duration in seconds); None when the input does not tell."""
         ...
 
 
@@ -94,6 +103,7 @@ class Sandbox:
         self.fail_next: list[str] = []  # error messages for the next submitted jobs to fail with
         self._faults = FaultBook()
         self.stored_files: dict[str, tuple[bytes, str]] = {}
+        self.billed: dict[str, float] = {}  # USD of each job whose result was fetched (UniAPI's usage route sums it)
         self.base_url = ""
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -190,6 +200,13 @@ class Sandbox:
                     *(
                         self._recorded(route)
                         for route in storage_routes(self.config.key, self.stored_files, self._base)
+                    ),
+                    # fal's pricing API and UniAPI's usage route (server/sandbox/billing.py)
+                    *(
+                        self._recorded(route)
+                        for route in billing_routes(
+                            self.config.key, self._price_unit, self._spent, balance=SANDBOX_STARTING_BALANCE
+                        )
                     ),
                     Route("/{path:path}/requests/{request_id}/status/stream", self._stream, methods=["GET"]),
                     Route("/{path:path}/requests/{request_id}/status", self._status, methods=["GET"]),
@@ -375,7 +392,29 @@ class Sandbox:
                 status_code=500,
                 headers={"X-Fal-Error-Type": "runner_error"},
             )
-        return JSONResponse(self._output(job))
+        return JSONResponse(self._output(job), headers=self._bill(job))
+
+    def _price_unit(self, endpoint_id: str) -> str | None:
+        # without rules every output is a video, one a request
+        return "video" if self.rules is None else self.rules.price_unit(endpoint_id)
+
+    def _spent(self) -> float:
+        with self._lock:
+            return sum(self.billed.values())
+
+    def _bill(self, job: SandboxJob) -> dict[str, str]:
+        """fal's `x-fal-billable-units` header of a finished job's result (UniAPI's flavor sends none: whether it
+        passes fal's on is not known), and the job's cost kept for the usage route."""
+        unit = self._price_unit(job.endpoint_id)
+        if unit is None or self.config.flavor != "fal":
+            return {}
+        quantity = 1.0 if self.rules is None else self.rules.units(job.endpoint_id, job.body, unit)
+        if quantity is None:
+            return {}
+        units = billed_units(unit, quantity)
+        with self._lock:
+            self.billed[job.request_id] = round(units * SANDBOX_UNIT_PRICES[unit], 6)
+        return {"x-fal-billable-units": f"{units:g}"}
 
     async def _cancel(self, request: Request) -> Response:
         no_cancel = (

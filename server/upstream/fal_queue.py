@@ -32,6 +32,7 @@ from server.upstream.reports import (
     ResultReport,
     StatusReport,
     SubmitReceipt,
+    billable_units,
     int_or_none,
     parse_status,
 )
@@ -144,7 +145,8 @@ class FalQueueAdapter:
             return ResultReport(output=None)
         if word and word not in DONE_WORDS:
             raise JobFailedError(f"The job failed: the upstream reports status {word}. {error_text(data)}".strip())
-        return ResultReport(output=data)
+        # what the job is billed for, in its priced unit (fal sends it; whether UniAPI passes it on is not known)
+        return ResultReport(output=data, billable_units=billable_units(response.headers.get("x-fal-billable-units")))
 
     async def cancel(self, endpoint_id: str, request_id: str) -> CancelOutcome:
         path = f"{ids.app_id(endpoint_id)}/requests/{ids.validate_request_id(request_id)}/cancel"

@@ -5,6 +5,7 @@ Kept apart from the HTTP client so that modules needing only these types do not 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,9 +54,11 @@ class StatusReport:
 
 @dataclass(frozen=True)
 class ResultReport:
-    """The result call's answer: the model's output when done, else None (still queued or running)."""
+    """The result call's answer: the model's output when done, else None (still queued or running); with what the
+    upstream says the job is billed for, in the model's priced unit, when it says (fal's `x-fal-billable-units`)."""
 
     output: dict[str, Any] | None
+    billable_units: float | None = None
 
 
 CancelOutcome = Literal["requested", "already_completed", "not_found"]
@@ -105,6 +108,19 @@ def _parse_logs(raw: Any) -> list[LogLine]:
             seen.add(line.key)
             lines.append(line)
     return lines
+
+
+# A count of units as fal writes it: digits, maybe a fraction ("5", "3.008"). Nothing else is read as one (no sign,
+# exponent, NaN, infinity or digit separators), and a count is never absurdly long.
+_UNITS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,12})?")
+
+
+def billable_units(text: str | None) -> float | None:
+    """fal's `x-fal-billable-units` header as a number of units (it may be fractional, e.g. "3.008"); None when
+    absent or not such a number: the job's estimate then stands."""
+    if text is None or not _UNITS.fullmatch(text := text.strip()):
+        return None
+    return float(text)
 
 
 def int_or_none(value: Any) -> int | None:

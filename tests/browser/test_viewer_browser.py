@@ -31,6 +31,7 @@ IMAGE_URL = "https://storage.googleapis.com/falserverless/kling/kling_input.jpeg
 IMAGE_MODEL = "fal-ai/flux/dev"
 SCREENSHOT = harness.ROOT / "docs" / "viewer.png"
 ENDED = ("Done", "Failed", "Cancelled", "Error", "Not submitted")
+ESTIMATE_SHOWN, COST_SHOWN = "About $0.25 (estimate)", "Cost $0.2504"  # the seed job, priced by the sandbox
 # pytest -n: one worker starts Chromium and the servers once for the whole file
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -38,7 +39,8 @@ SNAPSHOT = """() => {
   const text = (id) => document.getElementById(id).textContent;
   const bar = document.getElementById('bar');
   return {badge: text('badge'), position: text('position'), elapsed: text('elapsed'), log: text('log'),
-          bar: bar.hasAttribute('value') ? bar.value : null, cancel: !document.getElementById('cancel').hidden};
+          cost: text('cost'), bar: bar.hasAttribute('value') ? bar.value : null,
+          cancel: !document.getElementById('cancel').hidden};
 }"""
 VIDEO = """() => { const v = document.querySelector('#media video');
   return v && {src: v.src, readyState: v.readyState, width: v.videoWidth, muted: v.muted, controls: v.controls,
@@ -127,6 +129,9 @@ def test_job_view_follows_the_job_then_plays_its_video(page: Any, origins: dict[
     assert all(re.fullmatch(r"Elapsed \d+ s", s["elapsed"]) and s["cancel"] for s in running), running
     assert any(s["bar"] is not None and 0 < s["bar"] <= 1 for s in running), running
     assert seen[-1]["badge"] == "Done", seen
+    # the submit's estimate while it runs (the sandbox prices 5 s at $0.05 a second), then the bill (5.008 s)
+    assert {s["cost"] for s in running} == {ESTIMATE_SHOWN}, running
+    assert seen[-1]["cost"] == COST_SHOWN, seen
 
     video = harness.wait_until(view, f"({VIDEO})()?.readyState >= 2 && ({VIDEO})()", what="the video to load")
     media_origin = _media_origin(host)
@@ -209,10 +214,12 @@ def test_gallery_lists_jobs_and_plays_a_finished_one(
     video_row = f'#jobs button[data-request-id="{finished_jobs["video"]}"]'
     assert view.inner_text(f"{video_row} .badge") == "Done"
     assert view.inner_text(f"{video_row} .model") == SEED_MODEL
+    assert view.inner_text(f"{video_row} .when").startswith(f"{COST_SHOWN} · ")
 
     view.click(video_row)
     video = harness.wait_until(view, f"({VIDEO})()?.readyState >= 2 && ({VIDEO})()", what="the video to load")
     assert f"/files/{finished_jobs['video']}/" in video["src"]
+    assert view.inner_text("#cost") == COST_SHOWN
     # the prompt came from fal://jobs/{request_id}, read through the host
     harness.wait_until(view, "document.getElementById('prompt').textContent !== ''", what="the prompt")
     assert view.inner_text("#prompt") == PROMPT

@@ -6,15 +6,20 @@ All derived from the catalog's classes, so they cannot drift from what validatio
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from server.errors import NotFoundError
+from server.errors import FalError, NotFoundError
+from server.jobs.ledger.base import LedgerError
 from server.route_family import ROUTE_FAMILIES
 from server.upstream.ids import normalize_endpoint_id
 from tools.answers import ModelDescription, ModelList, ModelSummary
 from tools.catalog import CATALOG, CatalogEntry
 from tools.catalog.examples import example_input
 from tools.schema import compact, json_schema, numeric_enums_as_ranges, shared_defs_schema, without_descriptions
+
+if TYPE_CHECKING:
+    from server.money.prices import Price
+    from server.runtime import Runtime
 
 MAX_LISTED = 100
 # Fields whose names say it all: their descriptions are left out of the featured schemas (not of describe_fal_model).
@@ -86,6 +91,24 @@ def describe_model(model: str) -> ModelDescription:
         next=f"Submit with submit_fal_job(model='{endpoint_id}', input={{...}}); send only the fields you set."
         + ROUTE_NOTES.get(entry.route_family, ""),
     )
+
+
+async def describe_priced(rt: Runtime, model: str) -> ModelDescription:
+    """describe_model, with the model's price: its unit and unit price, where that came from and when; or why none
+    is known. A price lookup never fails the description (a broken price table or ledger is said as the reason)."""
+    description = describe_model(model)
+    try:
+        price, note = await rt.money.price_of(description.model)
+    except (FalError, LedgerError) as exc:
+        price, note = None, f"no price is known for this model: {exc}"
+    return description.model_copy(update={"price": price_text(price, note)})
+
+
+def price_text(price: Price | None, note: str | None) -> str:
+    if price is None:
+        return note or "no price is known for this model"
+    text = f"{price.unit_price:g} {price.currency} per {price.unit} ({price.source}, as of {price.as_of})"
+    return f"{text}; {note}" if note else text
 
 
 def _local_paths_said(schema: dict[str, Any], file_fields: tuple[str, ...]) -> dict[str, Any]:
