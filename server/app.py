@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 WATCH_START_DELAY_SECONDS = 1.0  # the watcher starts once the first requests are answered
 
 INSTRUCTIONS = (
-    "Generate videos and images with fal.ai models. submit_fal_job starts a job and returns a request_id at "
-    "once; video jobs take 1-5 minutes. Then call get_fal_result with the request_id until done is true "
-    "(get_fal_status shows queue position and logs). Results include media URLs to show the user."
+    "Generate videos and images with fal.ai models and UniAPI's Kling and Luma routes. submit_fal_job starts a "
+    "job and returns a request_id and its cost estimate at once (dry_run=true prices without sending); video jobs "
+    "take 1-5 minutes. Then call get_fal_result with the request_id until done is true (get_fal_status shows queue "
+    "position and logs). Results include media URLs to show the user."
 )
 
 
