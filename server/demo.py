@@ -1,8 +1,9 @@
 """`fal-queue-mcp demo`: a short scripted MCP session over stdio against `fal-queue-mcp --sandbox`.
 
-It does what an assistant does: list the tools, submit the Kling example, wait for it with
+It does what an assistant does: list the tools, submit the Kling example through fal's queue, wait for it with
 get_fal_result(wait_seconds=..., download=true) while the server's progress notifications drive a live bar, and
-save the video. The sandbox's media URLs die with it, so the demo prints the saved file's path instead.
+save the video; then the same two calls for a text-to-video job on UniAPI's native Kling route (the model id picks
+the route). The sandbox's media URLs die with it, so the demo prints the saved files' paths instead.
 
 No `rich`: one bar redrawn in place is a few lines here, while rich would add a dependency of every install
 (13 MB with pygments and markdown-it) and 0.1-0.3 s of imports (measured for `rich.progress`) for one command.
@@ -31,6 +32,9 @@ SEED_INPUT = {
     "image_url": "https://storage.googleapis.com/falserverless/kling/kling_input.jpeg",
     "duration": "5",
 }
+# The same kind of job on UniAPI's native Kling route, beside the fal one: same tools, Kling's own fields.
+NATIVE_MODEL = "kling/v1/videos/text2video"
+NATIVE_INPUT = {"prompt": "A paper boat drifts down a rainy street", "duration": "5"}
 # The demo sets the sandbox job's timing, so its bar can fill against the job itself.
 QUEUE_SECONDS = 1.0
 RUN_SECONDS = 4.0
@@ -79,7 +83,7 @@ def download_folder() -> Path:
 
 async def _demo() -> int:
     _say("fal-queue-mcp demo: a scripted MCP session against the local sandbox (no key, no network, no cost)")
-    _say(f"It saves the small sample video it makes in {download_folder()} (FAL_MCP_DOWNLOAD_DIR: elsewhere).\n")
+    _say(f"It saves the small sample videos it makes in {download_folder()} (FAL_MCP_DOWNLOAD_DIR: elsewhere).\n")
     with anyio.fail_after(DEMO_TIMEOUT_SECONDS):
         async with Client(server_parameters()) as client:
             tools = (await client.list_tools()).tools
@@ -88,35 +92,48 @@ async def _demo() -> int:
             for tool in tools:
                 _say(f"  {tool.name:<{width}}  {tool.title or ''}")
 
-            _say(f"\n1. submit_fal_job  model={SEED_MODEL}")
-            _say(f"   input={json.dumps(SEED_INPUT)}")
-            submitted = await _call(client, "submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
-            request_id = submitted["request_id"]
-            _say(f"   -> request_id {request_id}, {submitted['status']}")
-            if (estimate := submitted.get("cost_estimate")) is not None:
-                _say(f"   estimate: {describe_estimate(estimate)}")
-
-            _say(f"\n2. get_fal_result  wait_seconds={WAIT_SECONDS} download=true")
-            bar = ProgressBar(sys.stdout, expected_seconds=QUEUE_SECONDS + RUN_SECONDS)
-            arguments = {"request_id": request_id, "wait_seconds": WAIT_SECONDS, "download": True}
-            result = await _call(client, "get_fal_result", arguments, progress=bar.update)
-            bar.finish("COMPLETED" if result["done"] else "still running")
-            if not result["done"]:
-                _say(f"   {result['next']}")
+            _say("\nA job on fal's queue (UniAPI's FalAI route):")
+            if not await _run_job(client, 1, SEED_MODEL, SEED_INPUT):
                 return 1
-            _say("   output: " + json.dumps(result.get("output"), indent=2).replace("\n", "\n   "))
-            if (cost := result.get("cost")) is not None:
-                _say(f"   cost: ${cost['usd']:g} ({cost['kind']}; the sandbox's own prices, nothing is paid)")
-            for saved in result.get("downloads", []):
-                _say(f"   saved: {saved['path']} ({saved['size']} bytes; kept: the sandbox's URLs end with the demo)")
-            for problem in result.get("download_problems", []):
-                _say(f"   not saved: {problem}")
+            _say("\nA job on UniAPI's native Kling route, through the same tools:")
+            if not await _run_job(client, 3, NATIVE_MODEL, NATIVE_INPUT):
+                return 1
     _say(
         "\nNext: add the server to your MCP client with your key, e.g. for Claude Code:\n"
         "  claude mcp add fal-queue --env UNIAPI_KEY=<your UniAPI token> -- fal-queue-mcp\n"
         "Claude Desktop, Cursor and the others: see the README, 'Use it from your client'."
     )
     return 0
+
+
+async def _run_job(client: Client, step: int, model: str, model_input: dict[str, Any]) -> bool:
+    """Steps `step` and `step + 1`: submit one job, then wait for it and save its media. False: it did not finish."""
+    _say(f"{step}. submit_fal_job  model={model}")
+    _say(f"   input={json.dumps(model_input)}")
+    submitted = await _call(client, "submit_fal_job", {"model": model, "input": model_input})
+    request_id = submitted["request_id"]
+    _say(f"   -> request_id {request_id}, {submitted['status']}")
+    if (estimate := submitted.get("cost_estimate")) is not None:
+        _say(f"   estimate: {describe_estimate(estimate)}")
+    else:  # the sandbox prices fal models only, as fal's pricing API does; UniAPI's own rates go in FAL_MCP_PRICES
+        _say("   estimate: none (no price is known for this model; FAL_MCP_PRICES can give one)")
+
+    _say(f"\n{step + 1}. get_fal_result  wait_seconds={WAIT_SECONDS} download=true")
+    bar = ProgressBar(sys.stdout, expected_seconds=QUEUE_SECONDS + RUN_SECONDS)
+    arguments = {"request_id": request_id, "wait_seconds": WAIT_SECONDS, "download": True}
+    result = await _call(client, "get_fal_result", arguments, progress=bar.update)
+    bar.finish("COMPLETED" if result["done"] else "still running")
+    if not result["done"]:
+        _say(f"   {result['next']}")
+        return False
+    _say("   output: " + json.dumps(result.get("output"), indent=2).replace("\n", "\n   "))
+    if (cost := result.get("cost")) is not None:
+        _say(f"   cost: ${cost['usd']:g} ({cost['kind']}; the sandbox's own prices, nothing is paid)")
+    for saved in result.get("downloads", []):
+        _say(f"   saved: {saved['path']} ({saved['size']} bytes; kept: the sandbox's URLs end with the demo)")
+    for problem in result.get("download_problems", []):
+        _say(f"   not saved: {problem}")
+    return True
 
 
 class ProgressBar:

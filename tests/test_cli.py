@@ -269,9 +269,17 @@ def test_demo_runs_from_a_shadowing_folder_and_saves_the_video(shadowing_folder:
     assert "   cost: $0.2504 (billed;" in out, out
     # progress lines while it waited (which phases a poll lands in depends on how busy the machine is)
     assert re.search(r"^   (Queued|Running)\b", out, re.MULTILINE), out
-    saved = Path(re.search(r"saved: (.+?) \(\d+ bytes", out)[1])  # type: ignore[index]
-    assert saved.parent == downloads and saved.read_bytes()[4:8] == b"ftyp"  # an MP4 file, kept after the demo
-    assert f"It saves the small sample video it makes in {downloads} " in out.splitlines()[1]  # said first
+    fal_part, native_part = out.split("3. submit_fal_job  model=kling/v1/videos/text2video\n")
+    # beside the fal job, one on UniAPI's native Kling route: submitted, waited for, its video shown and saved
+    assert "-> COMPLETED" in fal_part and "-> COMPLETED" in native_part, out
+    assert "4. get_fal_result  wait_seconds=30 download=true" in native_part, out
+    assert re.search(r'"url": "http://127\.0\.0\.1:\d+/files/\d+/output\.mp4"', native_part), out
+    assert "   estimate: none (no price is known for this model; FAL_MCP_PRICES can give one)\n" in native_part
+    saved = [Path(path) for path in re.findall(r"saved: (.+?) \(\d+ bytes", out)]
+    assert len(saved) == 2 and "saved: " in native_part, out
+    for path in saved:
+        assert path.parent == downloads and path.read_bytes()[4:8] == b"ftyp"  # an MP4 file, kept after the demo
+    assert f"It saves the small sample videos it makes in {downloads} " in out.splitlines()[1]  # said first
     assert "claude mcp add fal-queue" in out.splitlines()[-2]
 
 

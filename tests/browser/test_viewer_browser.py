@@ -161,6 +161,60 @@ def test_job_view_follows_the_job_then_plays_its_video(page: Any, origins: dict[
     assert page.evaluate("window.hostState.teardown()") == {}
 
 
+# UniAPI's native routes (issue 21): each family's own input fields, and its own output shape behind `media`
+NATIVE_VIDEO_JOBS = {
+    "kling": ("kling/v1/videos/text2video", {"prompt": PROMPT, "duration": "5"}),
+    "luma": ("luma/generations", {"user_prompt": PROMPT, "aspect_ratio": "16:9"}),
+}
+TRY_ON = ("kling/v1/images/kolors-virtual-try-on", {"human_image": IMAGE_URL, "cloth_image": IMAGE_URL})
+
+
+@pytest.mark.parametrize("family", sorted(NATIVE_VIDEO_JOBS))
+def test_a_native_job_is_followed_then_its_video_plays(page: Any, origins: dict[str, str], family: str) -> None:
+    model, job_input = NATIVE_VIDEO_JOBS[family]
+    view = _open_view(page, origins, "submit_fal_job", {"model": model, "input": job_input})
+    host = _host(page)
+    request_id = host["toolResult"]["structuredContent"]["request_id"]
+    assert view.inner_text("#model") == model
+    assert view.inner_text("#prompt") == PROMPT  # Luma's `user_prompt` too
+
+    seen = _watch(view)
+    assert "Running" in {s["badge"] for s in seen} and seen[-1]["badge"] == "Done", seen
+    assert seen[-1]["cost"] == "", seen  # the sandbox prices fal models only: no cost is made up
+
+    video = harness.wait_until(view, f"({VIDEO})()?.readyState >= 2 && ({VIDEO})()", what="the video to load")
+    assert video["src"].startswith(f"{_media_origin(host)}/files/{request_id}/"), video
+    assert video["width"] == 96 and video["error"] is None, video
+    assert video["muted"] and video["controls"] and video["playsInline"], video
+    assert view.inner_text("#media figcaption .size") == "video/mp4"
+    # it plays: its clock moves
+    view.evaluate("document.querySelector('#media video').play()")
+    harness.wait_until(view, "document.querySelector('#media video').currentTime > 0", what="the video to play")
+    assert view.evaluate("document.querySelectorAll('#media video, #media img').length") == 1
+    assert _sandbox_frame(page).evaluate("window.cspViolations") == []
+    assert [call["name"] for call in _calls(page)][-1] == "get_fal_result"
+
+
+def test_a_kling_try_on_shows_its_image(page: Any, origins: dict[str, str]) -> None:
+    model, job_input = TRY_ON
+    view = _open_view(page, origins, "submit_fal_job", {"model": model, "input": job_input})
+    request_id = _host(page)["toolResult"]["structuredContent"]["request_id"]
+    assert view.inner_text("#model") == model
+    assert view.evaluate("document.getElementById('prompt').hidden")  # a try-on has no prompt
+
+    seen = _watch(view)
+    assert seen[-1]["badge"] == "Done", seen
+    image = harness.wait_until(
+        view,
+        "(() => { const i = document.querySelector('#media img');"
+        " return i && i.complete && i.naturalWidth && {src: i.src, width: i.naturalWidth}; })()",
+        what="the image to load",
+    )
+    assert image["width"] == 64 and f"/files/{request_id}/image-0.png" in image["src"], image
+    assert view.evaluate("document.querySelector('#media video')") is None
+    assert view.inner_text("#media figcaption .size") == "image/png"
+
+
 def test_cancel_button_cancels_the_running_job(page: Any, slow_origins: dict[str, str]) -> None:
     args = {"model": SEED_MODEL, "input": {"prompt": "Cancel me", "image_url": IMAGE_URL}}
     view = _open_view(page, slow_origins, "submit_fal_job", args)
