@@ -183,3 +183,18 @@ async def test_a_failing_or_silent_api_is_not_asked_on_every_submit() -> None:
     now[0] += 61
     await book.lookup(VEO)
     assert len(calls) == 2
+
+
+@pytest.mark.anyio
+async def test_native_routes_are_priced_by_the_table_alone() -> None:
+    calls: list[list[str]] = []
+
+    async def fetch(ids: list[str]) -> dict[str, Price]:
+        calls.append(ids)
+        return {}
+
+    book = PriceBook({price_key("luma/generations"): _price("video", 0.4)}, None, fetch, max_age=10)
+    assert (await book.lookup("luma/generations")).price == _price("video", 0.4)
+    missing = await book.lookup("kling/v1/videos/text2video")
+    assert missing.price is None and missing.note is not None and "FAL_MCP_PRICES" in missing.note
+    assert calls == []  # fal's pricing API is never asked about a route it cannot know

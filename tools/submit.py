@@ -21,6 +21,7 @@ from tools.uploads import ledger_body, publish_local_files, read_local_files
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
+    from tools.catalog.base import CatalogEntry
 
 
 async def submit(
@@ -74,11 +75,17 @@ async def submit(
         cost_estimate=cost_estimate(quote),
         notes=checked.notes + file_notes + price_notes + ([warning] if warning else []),
         next=(
-            f"Submitted; video jobs take 1-5 minutes. Call get_fal_result(request_id='{receipt.request_id}', "
+            f"Submitted; {_how_long(checked.entry)} Call get_fal_result(request_id='{receipt.request_id}', "
             f"wait_seconds={rt.settings.max_wait_seconds:.0f}) to wait for it with progress (repeat while done is "
             "false), or get_fal_status for a quick look."
         ),
     )
+
+
+def _how_long(entry: CatalogEntry | None) -> str:
+    if entry is not None and entry.media_kind == "image":
+        return "image jobs take from seconds to a minute."
+    return "video jobs take 1-5 minutes."
 
 
 def _check_limits(rt: Runtime, params: dict[str, Any]) -> None:

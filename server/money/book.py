@@ -16,6 +16,7 @@ from typing import Protocol
 
 from server.money.fal_pricing import PricingUnavailable
 from server.money.prices import Price, price_key
+from server.route_family import route_family_of
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,12 @@ class PriceBook:
             return PriceLookup(cached[0])
         if key in self._misses and self._clock() < self._misses[key][1]:
             return _stale_or_none(cached, self._misses[key][0])
+        if route_family_of(model_id) != "fal":
+            return PriceLookup(
+                None,
+                "no price is known for this model: UniAPI's native routes are priced only by FAL_MCP_PRICES "
+                "(fal's pricing API knows fal models alone)",
+            )
         if self._fetch is None:
             return PriceLookup(
                 None,
