@@ -48,7 +48,12 @@ def _raw(where: str, sandbox: Sandbox) -> Iterator[Any]:
         finally:
             client.close()
         return
-    server = create_server(make_settings(sandbox, **FAST_WATCH), legacy_subscriptions=False)
+    yield from _raw_http(sandbox)
+
+
+def _raw_http(sandbox: Sandbox, **settings: Any) -> Iterator[Any]:
+    """A raw client over stateless HTTP to a server in this process (`settings`: more of them)."""
+    server = create_server(make_settings(sandbox, **FAST_WATCH, **settings), legacy_subscriptions=False)
     with serving_in_thread(http_app(server, host="127.0.0.1", token=None, stateless=True)) as port:
         client = RawHttp(f"http://127.0.0.1:{port}/mcp")
         try:
@@ -254,19 +259,12 @@ PRICE_PER_SECOND = 0.05  # the price table below: SEED_MODEL's 5 s clip costs ab
 
 
 @pytest.fixture
-def confirming(request: pytest.FixtureRequest, sandbox: Sandbox, tmp_path: Any) -> Iterator[Any]:
+def confirming(sandbox: Sandbox, tmp_path: Any) -> Iterator[Any]:
     """A raw 2026-07-28 client of a server that asks the person before any job over $0.10 (the money issue's
     FAL_MCP_CONFIRM_ABOVE), its price from a FAL_MCP_PRICES table."""
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({SEED_MODEL: {"unit": "second", "unit_price": PRICE_PER_SECOND}}))
-    money = {"prices_file": prices, "confirm_above": 0.10}
-    server = create_server(make_settings(sandbox, **FAST_WATCH, **money), legacy_subscriptions=False)
-    with serving_in_thread(http_app(server, host="127.0.0.1", token=None, stateless=True)) as port:
-        client = RawHttp(f"http://127.0.0.1:{port}/mcp")
-        try:
-            yield client
-        finally:
-            client.close()
+    yield from _raw_http(sandbox, prices_file=prices, confirm_above=0.10)
 
 
 def test_a_submit_that_needs_an_answer_waits_in_input_required_until_tasks_update(
