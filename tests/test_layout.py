@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ("server/upstream", "server/jobs", "server/files")
+CORE = ("server/upstream", "server/jobs", "server/files", "server/money")
 MAY_IMPORT_MCP = {
     "server/app.py",
     "server/cli.py",
