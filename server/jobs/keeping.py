@@ -23,6 +23,7 @@ import anyio
 from server.errors import FalError, JobFailedError, SubmitOutcomeUnknownError, redact
 from server.jobs.events import JobEvents
 from server.jobs.memory import JobRegistry
+from server.money.estimate import billed_usd
 from server.upstream.outputs import find_media
 from server.upstream.reports import SubmitReceipt
 
@@ -168,10 +169,8 @@ class Jobs:
     def _settle_bill(self, request_id: str, billable_units: float) -> float | None:
         """In a worker thread: the job's bill from its estimate's unit price, kept in the ledger. Settling twice (two
         followers kept the result) writes the same bill."""
-        from server.money.service import Money
-
         row = self.ledger.get(request_id)
-        usd = Money.billed_usd(row.estimate if row else None, billable_units)
+        usd = billed_usd(row.estimate if row else None, billable_units)
         if usd is None or not self.ledger.settle_cost(request_id, usd):
             return None
         return usd

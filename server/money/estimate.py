@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from server.money.prices import Price
 
@@ -39,3 +40,12 @@ def estimate(price: Price, quantity: float, basis: str) -> Estimate:
         as_of=price.as_of,
         basis=basis,
     )
+
+
+def billed_usd(estimate_json: dict[str, Any] | None, billable_units: float | None) -> float | None:
+    """A finished job's bill: the upstream's billable units x the unit price of its estimate (as the ledger keeps it);
+    None when either is missing (the estimate then stands, marked as one) or the price is not in USD."""
+    if billable_units is None or not estimate_json or estimate_json.get("currency") != "USD":
+        return None
+    unit_price = estimate_json.get("unit_price")
+    return round(billable_units * unit_price, 6) if isinstance(unit_price, int | float) else None

@@ -183,17 +183,6 @@ class Money:
     def today(self) -> str:
         return budget_day(datetime.fromtimestamp(self._clock(), UTC), self.caps.time_zone)
 
-    # ---- after a job ---------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def billed_usd(estimate_json: dict[str, Any] | None, billable_units: float | None) -> float | None:
-        """A finished job's bill: the upstream's billable units x the unit price of its estimate (None when either
-        is missing; the estimate then stands, marked as one)."""
-        if billable_units is None or not estimate_json or estimate_json.get("currency") != "USD":
-            return None
-        unit_price = estimate_json.get("unit_price")
-        return round(billable_units * unit_price, 6) if isinstance(unit_price, int | float) else None
-
     # ---- what was spent, what is left ----------------------------------------------------------------------------
 
     async def summary(self, *, ask_balance: bool = True) -> SpendSummary:
