@@ -6,7 +6,8 @@ An unknown (or malformed) model or job is "not found" (-32602), not an internal 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
@@ -17,11 +18,22 @@ from server.runtime import Runtime
 from server.upstream.ids import InvalidIdError, validate_request_id
 
 JSON = "application/json"
+T = TypeVar("T")
 RECENT_JOBS = 50
 
 
 def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime]) -> None:
     """`current()` gives the running server's runtime: static resources get no Context in this SDK."""
+
+    async def _from_ledger(read: Callable[[Runtime], Awaitable[T]]) -> T:
+        """A read of the running server's ledger; a configuration error found at start-up, or a broken ledger, is
+        the resource's error (its sentence says what to fix)."""
+        rt = current()
+        try:
+            rt.check_config()
+            return await read(rt)
+        except (FalError, LedgerError) as exc:
+            raise ResourceError(str(exc)) from None
 
     @server.resource(
         "fal://models",
@@ -60,12 +72,7 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
     async def recent_jobs() -> str:
         from tools import history
 
-        rt = current()
-        try:
-            rt.check_config()
-            jobs = await history.list_jobs(rt, None, None, None, RECENT_JOBS)
-        except (FalError, LedgerError) as exc:  # a configuration error found at start-up, or a broken ledger
-            raise ResourceError(str(exc)) from None
+        jobs = await _from_ledger(lambda rt: history.list_jobs(rt, None, None, None, RECENT_JOBS))
         return jobs.model_dump_json(exclude_none=True)
 
     @server.resource(
@@ -78,13 +85,7 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
     async def spend() -> str:
         from tools import history
 
-        rt = current()
-        try:
-            rt.check_config()
-            document = await history.spend_document(rt)
-        except (FalError, LedgerError) as exc:  # a configuration error found at start-up, or a broken ledger
-            raise ResourceError(str(exc)) from None
-        return json.dumps(document, ensure_ascii=False)
+        return json.dumps(await _from_ledger(history.spend_document), ensure_ascii=False)
 
     @server.resource(
         "fal://jobs/{request_id}",
@@ -96,14 +97,10 @@ def register_resources(server: MCPServer[Runtime], current: Callable[[], Runtime
     async def one_job(request_id: str) -> str:
         from tools import history
 
-        rt = current()
-        try:
-            rt.check_config()
-            row = await rt.jobs.get(validate_request_id(request_id))
+        try:  # the id is checked after the configuration, as before
+            row = await _from_ledger(lambda rt: rt.jobs.get(validate_request_id(request_id)))
         except InvalidIdError as exc:
             raise ResourceNotFoundError(str(exc)) from None
-        except (FalError, LedgerError) as exc:  # a configuration error found at start-up, or a broken ledger
-            raise ResourceError(str(exc)) from None
         if row is None:
             raise ResourceNotFoundError(f"No job with request id {request_id} is recorded here (see fal://jobs).")
         return json.dumps(history.job_document(row), ensure_ascii=False)
