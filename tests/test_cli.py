@@ -293,19 +293,24 @@ def test_the_demo_names_the_folder_the_server_saves_in(monkeypatch) -> None:
     assert download_folder() == download_dir(SimpleNamespace(settings=SimpleNamespace(download_dir=None)))
 
 
-def test_ctrl_c_during_the_demo_ends_it_quietly(tmp_path: Path) -> None:
-    """Ctrl-C in a terminal goes to the foreground process group: the demo's. It ends the demo, which ends its
-    server, mid-wait, and nothing but "demo interrupted" reaches the terminal (the server's stderr is the demo's:
-    reading it to its end waits for the server too)."""
+def _demo(tmp_path: Path, **popen: Any) -> subprocess.Popen[bytes]:
+    """`fal-queue-mcp demo` with its output piped, its folders in `tmp_path`."""
     variables = {"FAL_MCP_DOWNLOAD_DIR": str(tmp_path / "downloads"), "FAL_MCP_STATE_DIR": str(tmp_path / "state")}
-    demo = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "server", "demo"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=clean_env(**variables),
-        start_new_session=True,  # a process group of its own, as a shell gives a command
+        **popen,
     )
+
+
+def test_ctrl_c_during_the_demo_ends_it_quietly(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal goes to the foreground process group: the demo's. It ends the demo, which ends its
+    server, mid-wait, and nothing but "demo interrupted" reaches the terminal (the server's stderr is the demo's:
+    reading it to its end waits for the server too)."""
+    demo = _demo(tmp_path, start_new_session=True)  # a process group of its own, as a shell gives a command
     assert demo.stdout is not None
     try:
         shown = []
@@ -329,14 +334,7 @@ def test_ctrl_c_during_the_demo_ends_it_quietly(tmp_path: Path) -> None:
 def test_the_demo_read_through_head_ends_quietly(tmp_path: Path) -> None:
     """`fal-queue-mcp demo | head -1`: the reader of the demo's output leaves after one line. The demo's next line
     finds no reader: it stops there, exit 0, nothing on stderr."""
-    variables = {"FAL_MCP_DOWNLOAD_DIR": str(tmp_path / "downloads"), "FAL_MCP_STATE_DIR": str(tmp_path / "state")}
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "server", "demo"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=clean_env(**variables),
-    )
+    demo = _demo(tmp_path)
     assert demo.stdout is not None and demo.stderr is not None
     try:
         assert demo.stdout.readline().startswith(b"fal-queue-mcp demo:")

@@ -213,18 +213,21 @@ async def test_a_poisoned_status_is_an_unreadable_answer(sandbox: Sandbox, setti
     _plain(text_of(status))
 
 
+def _stream_fault(request_id: str, body: bytes) -> Fault:
+    """The seed job's status stream answering `body` (HTTP 200, an event stream) once."""
+    return Fault(
+        f"GET /fal-ai/kling-video/requests/{request_id}/status/stream",
+        status=200,
+        body=body,
+        content_type="text/event-stream",
+    )
+
+
 async def test_a_poisoned_stream_event_is_skipped(sandbox: Sandbox, settings: Settings) -> None:
     async with connect(settings) as client:
         submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
         request_id = submitted.structured_content["request_id"]
-        sandbox.inject(
-            Fault(
-                f"GET /fal-ai/kling-video/requests/{request_id}/status/stream",
-                status=200,
-                body=b"data: " + DEEP + b"\n\n",
-                content_type="text/event-stream",
-            )
-        )
+        sandbox.inject(_stream_fault(request_id, b"data: " + DEEP + b"\n\n"))
         result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})
     assert not result.is_error, text_of(result)
     assert result.structured_content["done"] is True  # the wait went on by polling
@@ -558,14 +561,7 @@ async def test_a_wait_goes_on_by_polling_after_an_oversized_stream(sandbox: Sand
     async with connect(settings) as client:
         submitted = await client.call_tool("submit_fal_job", {"model": SEED_MODEL, "input": SEED_INPUT})
         request_id = submitted.structured_content["request_id"]
-        sandbox.inject(
-            Fault(
-                f"GET /fal-ai/kling-video/requests/{request_id}/status/stream",
-                status=200,
-                body=b"data: " + b"a" * (4 * CAP),
-                content_type="text/event-stream",
-            )
-        )
+        sandbox.inject(_stream_fault(request_id, b"data: " + b"a" * (4 * CAP)))
         result = await client.call_tool("get_fal_result", {"request_id": request_id, "wait_seconds": 20})
     assert not result.is_error, text_of(result)
     assert result.structured_content["done"] is True
